@@ -1,0 +1,122 @@
+# kmm: a Helm chart plus a Go post-renderer for out-of-tree kernel modules.
+# `make help` lists the targets.
+
+SHELL := /usr/bin/env bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := build
+
+ROOT      := $(abspath .)
+BIN       := $(ROOT)/bin
+TOOLS_DIR := $(BIN)/tools
+# ASSETS is the folder the test harness and the demo read binaries from (envtest's
+# KUBEBUILDER_ASSETS convention): symlinks to the versioned binaries in $(TOOLS_DIR).
+ASSETS    := $(BIN)/assets
+
+GO        ?= go
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS   := -X kmm.dev/kmm/pkg/version.Version=$(VERSION)
+
+# Pinned tool versions. Changing one rebuilds only that tool.
+K8S_VERSION  := v1.37.2
+ETCD_VERSION := v3.7.0
+KWOK_VERSION := v0.8.0
+HELM3_VERSION := v3.22.0
+HELM4_VERSION := v4.3.1
+CONTROLLER_GEN_VERSION := v0.20.1
+
+K8S_LDFLAGS := -X k8s.io/component-base/version.gitVersion=$(K8S_VERSION) \
+	-X k8s.io/component-base/version.gitMajor=$(word 2,$(subst ., ,$(subst v,v ,$(K8S_VERSION)))) \
+	-X k8s.io/component-base/version.gitMinor=$(word 2,$(subst ., ,$(K8S_VERSION))) \
+	-X k8s.io/component-base/version.gitTreeState=clean
+
+KUBE_APISERVER := $(TOOLS_DIR)/kube-apiserver-$(K8S_VERSION)
+KUBE_CM        := $(TOOLS_DIR)/kube-controller-manager-$(K8S_VERSION)
+KUBE_SCHED     := $(TOOLS_DIR)/kube-scheduler-$(K8S_VERSION)
+ETCD           := $(TOOLS_DIR)/etcd-$(ETCD_VERSION)
+KWOK           := $(TOOLS_DIR)/kwok-$(KWOK_VERSION)
+KWOK_STAGES    := $(TOOLS_DIR)/kwok-stages-$(KWOK_VERSION)
+HELM3          := $(TOOLS_DIR)/helm-$(HELM3_VERSION)
+HELM4          := $(TOOLS_DIR)/helm-$(HELM4_VERSION)
+
+EXAMPLE ?= gke
+DEMO    ?= eks
+
+.PHONY: help
+help: ## List the targets.
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+##@ Build
+
+.PHONY: build
+build: $(BIN)/kmm-render ## Build bin/kmm-render.
+
+.PHONY: $(BIN)/kmm-render
+$(BIN)/kmm-render:
+	@mkdir -p $(BIN)
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $@ ./cmd/kmm-render
+
+.PHONY: plugin
+plugin: build ## Lay out the Helm 4 post-renderer plugin in bin/plugin/kmm-render.
+	@rm -rf $(BIN)/plugin/kmm-render && mkdir -p $(BIN)/plugin/kmm-render/bin
+	cp plugin/plugin.yaml $(BIN)/plugin/kmm-render/plugin.yaml
+	cp $(BIN)/kmm-render $(BIN)/plugin/kmm-render/bin/kmm-render
+
+##@ Tools (pinned, built from Go modules, cached in bin/tools by version)
+
+.PHONY: tools
+tools: $(ASSETS)/.stamp-$(K8S_VERSION)-$(ETCD_VERSION)-$(KWOK_VERSION)-$(HELM3_VERSION)-$(HELM4_VERSION) ## Build the local control plane, kwok and helm 3/4.
+
+$(ASSETS)/.stamp-%: $(KUBE_APISERVER) $(KUBE_CM) $(KUBE_SCHED) $(ETCD) $(KWOK) $(KWOK_STAGES) $(HELM3) $(HELM4)
+	@rm -rf $(ASSETS) && mkdir -p $(ASSETS)
+	ln -s $(KUBE_APISERVER) $(ASSETS)/kube-apiserver
+	ln -s $(KUBE_CM) $(ASSETS)/kube-controller-manager
+	ln -s $(KUBE_SCHED) $(ASSETS)/kube-scheduler
+	ln -s $(ETCD) $(ASSETS)/etcd
+	ln -s $(KWOK) $(ASSETS)/kwok
+	ln -s $(KWOK_STAGES) $(ASSETS)/kwok-stages
+	ln -s $(HELM3) $(ASSETS)/helm3
+	ln -s $(HELM4) $(ASSETS)/helm4
+	@touch $@
+
+# tool-from-assets NAME TARGET: use $KUBEBUILDER_ASSETS/NAME when the user already has it.
+define from_assets_or_build
+	@mkdir -p $(TOOLS_DIR)
+	@if [ -n "$${KUBEBUILDER_ASSETS:-}" ] && [ -x "$${KUBEBUILDER_ASSETS}/$(1)" ]; then \
+		echo "using $${KUBEBUILDER_ASSETS}/$(1) from KUBEBUILDER_ASSETS"; \
+		ln -sf "$${KUBEBUILDER_ASSETS}/$(1)" $@; \
+	else \
+		echo "building $(1) $(2) (cold builds take minutes; cached in bin/tools afterwards)"; \
+		cd tools && $(GO) build -trimpath $(3) -o $@.tmp ./cmd/$(1) && mv $@.tmp $@; \
+	fi
+endef
+
+$(KUBE_APISERVER):
+	$(call from_assets_or_build,kube-apiserver,$(K8S_VERSION),-ldflags '$(K8S_LDFLAGS)')
+$(KUBE_CM):
+	$(call from_assets_or_build,kube-controller-manager,$(K8S_VERSION),-ldflags '$(K8S_LDFLAGS)')
+$(KUBE_SCHED):
+	$(call from_assets_or_build,kube-scheduler,$(K8S_VERSION),-ldflags '$(K8S_LDFLAGS)')
+$(ETCD):
+	$(call from_assets_or_build,etcd,$(ETCD_VERSION),)
+
+# go install into a scratch GOBIN, then keep the binary under its version.
+define go_install
+	@mkdir -p $(TOOLS_DIR)
+	@echo "building $(notdir $@) (takes a minute or two the first time)"
+	@tmp=$$(mktemp -d) && GOBIN=$$tmp $(GO) install $(1) && mv $$tmp/$(2) $@ && rm -rf $$tmp
+endef
+
+$(KWOK):
+	$(call go_install,sigs.k8s.io/kwok/cmd/kwok@$(KWOK_VERSION),kwok)
+$(KWOK_STAGES):
+	@mkdir -p $@.tmp
+	@dir=$$($(GO) mod download -json sigs.k8s.io/kwok@$(KWOK_VERSION) | sed -n 's/.*"Dir": "\(.*\)".*/\1/p') && \
+		cp $$dir/kustomize/stage/node/fast/node-initialize.yaml \
+		   $$dir/kustomize/stage/node/heartbeat/node-heartbeat.yaml \
+		   $$dir/kustomize/stage/pod/fast/pod-ready.yaml \
+		   $$dir/kustomize/stage/pod/fast/pod-complete.yaml \
+		   $$dir/kustomize/stage/pod/fast/pod-delete.yaml $@.tmp/ && chmod -R u+w $@.tmp && mv $@.tmp $@
+$(HELM3):
+	$(call go_install,helm.sh/helm/v3/cmd/helm@$(HELM3_VERSION),helm)
+$(HELM4):
+	$(call go_install,helm.sh/helm/v4/cmd/helm@$(HELM4_VERSION),helm)

@@ -1,0 +1,127 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"kmm.dev/kmm/pkg/nodes"
+	"kmm.dev/kmm/pkg/postrender"
+	"kmm.dev/kmm/pkg/render"
+	"kmm.dev/kmm/pkg/report"
+	"kmm.dev/kmm/pkg/version"
+)
+
+// sourceFlags say where nodes come from: a snapshot file or the cluster.
+type sourceFlags struct {
+	nodesFile   string
+	kubeconfig  string
+	context     string
+	timeout     time.Duration
+	kernelLabel string
+}
+
+func (f *sourceFlags) register(cmd *cobra.Command) {
+	fl := cmd.Flags()
+	fl.StringVar(&f.nodesFile, "nodes", "", "read nodes from this file (kubectl get nodes -o yaml|json) instead of the cluster")
+	fl.StringVar(&f.kubeconfig, "kubeconfig", "", "kubeconfig file (default: $KUBECONFIG, ~/.kube/config, in-cluster)")
+	fl.StringVar(&f.context, "context", "", "kubeconfig context (default: $HELM_KUBECONTEXT, then the current context)")
+	fl.DurationVar(&f.timeout, "timeout", 30*time.Second, "how long listing the cluster's nodes may take")
+	fl.StringVar(&f.kernelLabel, "kernel-label", render.DefaultKernelLabel, "node label that carries the kernel version")
+}
+
+func (f *sourceFlags) source() postrender.NodeSource {
+	if f.nodesFile != "" {
+		return postrender.FileNodes(f.nodesFile)
+	}
+	return postrender.ClusterNodes(nodes.ClusterOptions{Kubeconfig: f.kubeconfig, Context: f.context, Timeout: f.timeout})
+}
+
+func newRootCommand() *cobra.Command {
+	var src sourceFlags
+	var strict bool
+	cmd := &cobra.Command{
+		Use:   "kmm-render [flags] < manifests.yaml",
+		Short: "Helm post-renderer: one kernel-module loader DaemonSet per module and node kernel",
+		Long: `kmm-render reads the manifests Helm rendered for charts/kmm on standard input, finds
+each module's loader template, and writes the manifests back on standard output with the
+template replaced by one DaemonSet per node kernel that the module's selector picks and a
+kernel mapping matches. Everything else passes through unchanged.
+
+Nodes come from the cluster (read only) or, for helm template and GitOps, from --nodes FILE.
+
+  helm install kmm charts/kmm -f examples/eks/values.yaml --post-renderer kmm-render
+  helm template kmm charts/kmm -f examples/gke/values.yaml --post-renderer kmm-render \
+      --post-renderer-args=--nodes --post-renderer-args=examples/gke/nodes.yaml`,
+		Args:          cobra.NoArgs,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			in, err := io.ReadAll(cmd.InOrStdin())
+			if err != nil {
+				return fmt.Errorf("reading standard input: %w", err)
+			}
+			r := postrender.New(postrender.Options{
+				Nodes:       src.source(),
+				KernelLabel: src.kernelLabel,
+				Strict:      strict,
+				Warnings:    cmd.ErrOrStderr(),
+			})
+			out, err := r.Run(cmd.Context(), in)
+			if err != nil {
+				return err
+			}
+			_, err = cmd.OutOrStdout().Write(out)
+			return err
+		},
+	}
+	src.register(cmd)
+	cmd.Flags().BoolVar(&strict, "strict", false, "fail when selected nodes run a kernel that no kernel mapping matches")
+	cmd.AddCommand(newNodesCommand(), newVersionCommand())
+	return cmd
+}
+
+func newVersionCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print kmm-render's version",
+		Args:  cobra.NoArgs,
+		Run: func(cmd *cobra.Command, _ []string) {
+			fmt.Fprintf(cmd.OutOrStdout(), "kmm-render %s\n", version.Version)
+		},
+	}
+}
+
+func newNodesCommand() *cobra.Command {
+	var src sourceFlags
+	var valuesFile, namespace string
+	cmd := &cobra.Command{
+		Use:   "nodes [--nodes FILE | cluster flags] [-f values.yaml]",
+		Short: "Show the cluster's kernels, and which mapping of which module each one hits",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var modules []render.ValuesModule
+			if valuesFile != "" {
+				data, err := os.ReadFile(valuesFile)
+				if err != nil {
+					return fmt.Errorf("reading values: %w", err)
+				}
+				if modules, err = render.ModulesFromValues(data, namespace); err != nil {
+					return fmt.Errorf("%s: %w", valuesFile, err)
+				}
+			}
+			ns, err := src.source()(cmd.Context())
+			if err != nil {
+				return err
+			}
+			return report.KernelTable(cmd.OutOrStdout(), ns, modules, src.kernelLabel)
+		},
+	}
+	src.register(cmd)
+	cmd.Flags().StringVarP(&valuesFile, "values", "f", "", "chart values file whose modules to match against the kernels")
+	cmd.Flags().StringVarP(&namespace, "namespace", "n", "default", "namespace of modules that set none (the release namespace)")
+	return cmd
+}

@@ -1,0 +1,115 @@
+package nodes
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	corev1 "k8s.io/api/core/v1"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"sigs.k8s.io/yaml"
+)
+
+// LoadFile reads a node snapshot: what `kubectl get nodes -o yaml` or `-o json` prints (a
+// NodeList or a List of Nodes), or Node objects as a multi-document YAML stream. A file that
+// cannot be read, does not parse, holds something other than Nodes, or holds no node at all is
+// an error naming the file.
+func LoadFile(path string) ([]Node, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading node file: %w", err)
+	}
+	nodes, err := Parse(data)
+	if err != nil {
+		return nil, fmt.Errorf("node file %s: %w", path, err)
+	}
+	return nodes, nil
+}
+
+// Parse reads nodes from YAML or JSON bytes; see LoadFile.
+func Parse(data []byte) ([]Node, error) {
+	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(data), 4096)
+	var out []Node
+	for doc := 0; ; doc++ {
+		var raw map[string]any
+		if err := dec.Decode(&raw); err != nil {
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			return nil, fmt.Errorf("document %d: %w", doc+1, err)
+		}
+		if raw == nil {
+			continue
+		}
+		kind, _ := raw["kind"].(string)
+		switch kind {
+		case "Node":
+			n, err := decodeNode(raw)
+			if err != nil {
+				return nil, fmt.Errorf("document %d: %w", doc+1, err)
+			}
+			out = append(out, n)
+		case "NodeList", "List":
+			items, _ := raw["items"].([]any)
+			for i, it := range items {
+				obj, ok := it.(map[string]any)
+				if !ok || obj["kind"] != nil && obj["kind"] != "Node" {
+					return nil, fmt.Errorf("document %d: items[%d] is %v, not a Node", doc+1, i, describe(it))
+				}
+				n, err := decodeNode(obj)
+				if err != nil {
+					return nil, fmt.Errorf("document %d: items[%d]: %w", doc+1, i, err)
+				}
+				out = append(out, n)
+			}
+		default:
+			return nil, fmt.Errorf("document %d is %s, not a Node, NodeList or List", doc+1, describe(raw))
+		}
+	}
+	if len(out) == 0 {
+		return nil, errors.New("holds no nodes")
+	}
+	seen := map[string]bool{}
+	for _, n := range out {
+		if seen[n.Name] {
+			return nil, fmt.Errorf("node %q is listed twice", n.Name)
+		}
+		seen[n.Name] = true
+	}
+	return Sort(out), nil
+}
+
+func decodeNode(obj map[string]any) (Node, error) {
+	b, err := yaml.Marshal(obj)
+	if err != nil {
+		return Node{}, err
+	}
+	var n corev1.Node
+	if err := yaml.UnmarshalStrict(b, &n); err != nil {
+		// Newer clusters may carry fields this client does not know; fall back to lenient.
+		if err2 := yaml.Unmarshal(b, &n); err2 != nil {
+			return Node{}, fmt.Errorf("decoding Node: %w", err2)
+		}
+	}
+	if n.Name == "" {
+		return Node{}, errors.New("a Node has no metadata.name")
+	}
+	if n.Status.NodeInfo.KernelVersion == "" {
+		return Node{}, fmt.Errorf("node %q has no status.nodeInfo.kernelVersion", n.Name)
+	}
+	return FromCoreV1(&n), nil
+}
+
+func describe(v any) string {
+	m, ok := v.(map[string]any)
+	if !ok {
+		return fmt.Sprintf("a %T", v)
+	}
+	kind, _ := m["kind"].(string)
+	if kind == "" {
+		return "an object without kind"
+	}
+	return "kind " + kind
+}

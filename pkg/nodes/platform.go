@@ -1,0 +1,65 @@
+package nodes
+
+import "strings"
+
+// Platform is the kind of cluster a node belongs to, as far as its Node object tells.
+type Platform string
+
+const (
+	PlatformEKS     Platform = "eks"
+	PlatformGKE     Platform = "gke"
+	PlatformUbuntu  Platform = "ubuntu"
+	PlatformGeneric Platform = "generic"
+)
+
+// Labels that identify managed platforms.
+const (
+	LabelEKSNodegroup   = "eks.amazonaws.com/nodegroup"
+	LabelEKSComputeType = "eks.amazonaws.com/compute-type"
+	LabelGKENodepool    = "cloud.google.com/gke-nodepool"
+	LabelGKEOSDistro    = "cloud.google.com/gke-os-distribution"
+)
+
+// Detect tells the platform from the provider ID (aws:// or gce://), the managed node group
+// labels, and, for nodes of no cloud, the OS image.
+func Detect(n Node) Platform {
+	switch {
+	case strings.HasPrefix(n.ProviderID, "aws://"), hasLabel(n, LabelEKSNodegroup), hasLabel(n, LabelEKSComputeType):
+		return PlatformEKS
+	case strings.HasPrefix(n.ProviderID, "gce://"), hasLabel(n, LabelGKENodepool):
+		return PlatformGKE
+	case strings.HasPrefix(n.OSImage, "Ubuntu"):
+		return PlatformUbuntu
+	default:
+		return PlatformGeneric
+	}
+}
+
+// OSFamily names the node's OS the way header packages are chosen: al2, al2023, cos, ubuntu,
+// or the OS image itself.
+func OSFamily(n Node) string {
+	switch img := n.OSImage; {
+	case strings.HasPrefix(img, "Amazon Linux 2023"):
+		return "al2023"
+	case strings.HasPrefix(img, "Amazon Linux 2"):
+		return "al2"
+	case strings.HasPrefix(img, "Container-Optimized OS"):
+		return "cos"
+	case strings.HasPrefix(img, "Ubuntu"):
+		return "ubuntu"
+	case img == "":
+		return "unknown"
+	default:
+		return img
+	}
+}
+
+// RunsDaemonSets is false for nodes where no DaemonSet pod can run: EKS Fargate.
+func RunsDaemonSets(n Node) bool {
+	return n.Labels[LabelEKSComputeType] != "fargate"
+}
+
+func hasLabel(n Node, key string) bool {
+	_, ok := n.Labels[key]
+	return ok
+}

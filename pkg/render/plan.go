@@ -1,0 +1,189 @@
+package render
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/klog/v2"
+
+	"kmm.dev/kmm/pkg/nodes"
+)
+
+// Target is one kernel a module gets a loader for.
+type Target struct {
+	Kernel     string // raw, as the nodes report it
+	LabelValue string // the kernel label value its nodes carry
+	Mapping    int    // index of the kernel mapping that matched
+	Image      string // resolved image
+	Nodes      []string
+}
+
+// Unmatched is a kernel that selected nodes run and no mapping matches.
+type Unmatched struct {
+	Kernel string
+	Nodes  []string
+}
+
+// Plan says what a module gets on a set of nodes.
+type Plan struct {
+	Module    *ModuleSpec
+	Targets   []Target    // sorted by kernel
+	Unmatched []Unmatched // sorted by kernel
+	// Warnings are things a person must know (nodes missing the kernel label, kernels that no
+	// label value can express), one line each, in a stable order.
+	Warnings []string
+}
+
+// daemonSetTolerated are the taints the DaemonSet controller tolerates on its own
+// (node conditions): a node carrying only these still gets DaemonSet pods.
+var daemonSetTolerated = map[string]bool{
+	corev1.TaintNodeNotReady:           true,
+	corev1.TaintNodeUnreachable:        true,
+	corev1.TaintNodeDiskPressure:       true,
+	corev1.TaintNodeMemoryPressure:     true,
+	corev1.TaintNodePIDPressure:        true,
+	corev1.TaintNodeUnschedulable:      true,
+	corev1.TaintNodeNetworkUnavailable: true,
+}
+
+// Selects reports whether a module with selector and tolerations places a DaemonSet pod on n:
+// every selector label matches, the node is one that runs DaemonSets at all (not EKS Fargate),
+// and every NoSchedule / NoExecute taint, other than node-condition taints the DaemonSet
+// controller tolerates itself, is tolerated.
+func Selects(selector map[string]string, tolerations []corev1.Toleration, n nodes.Node) bool {
+	for k, v := range selector {
+		if got, ok := n.Labels[k]; !ok || got != v {
+			return false
+		}
+	}
+	if !nodes.RunsDaemonSets(n) {
+		return false
+	}
+	for i := range n.Taints {
+		t := &n.Taints[i]
+		if t.Effect == corev1.TaintEffectPreferNoSchedule || daemonSetTolerated[t.Key] {
+			continue
+		}
+		tolerated := false
+		for j := range tolerations {
+			if tolerations[j].ToleratesTaint(klog.Background(), t, true) {
+				tolerated = true
+				break
+			}
+		}
+		if !tolerated {
+			return false
+		}
+	}
+	return true
+}
+
+// NewPlan matches the module against the nodes: which kernels its selected nodes run, which
+// mapping each kernel hits, the image, and the kernel label value that selects those nodes.
+// kernelLabel is the node label key that carries the kernel. Nodes that already carry it keep
+// their actual value; for the others it is computed as NFD would, and a warning names them.
+// An empty kernelLabel plans for KMM's own controller, which selects nodes without a kernel
+// label: targets then have no LabelValue.
+func NewPlan(m *ModuleSpec, tolerations []corev1.Toleration, all []nodes.Node, kernelLabel string) (*Plan, error) {
+	var selected []nodes.Node
+	for _, n := range all {
+		if Selects(m.Selector, tolerations, n) {
+			selected = append(selected, n)
+		}
+	}
+	p := &Plan{Module: m}
+	byLabel := map[string]string{} // label value -> kernel, to catch folds
+	for _, g := range nodes.ByKernel(selected) {
+		names := nodeNames(g.Nodes)
+		if g.Kernel == "" {
+			p.Warnings = append(p.Warnings, fmt.Sprintf("module %s: node(s) %s report no kernel (status.nodeInfo.kernelVersion); they get no loader", m.ID(), strings.Join(names, ", ")))
+			continue
+		}
+		idx := m.KernelMappings.Match(g.Kernel)
+		if idx < 0 {
+			p.Unmatched = append(p.Unmatched, Unmatched{Kernel: g.Kernel, Nodes: names})
+			continue
+		}
+		img, err := m.ImageFor(idx, g.Kernel)
+		if err != nil {
+			return nil, err
+		}
+		if kernelLabel == "" {
+			p.Targets = append(p.Targets, Target{Kernel: g.Kernel, Mapping: idx, Image: img, Nodes: names})
+			continue
+		}
+		value, warnings := labelValueFor(g, kernelLabel)
+		for _, w := range warnings {
+			p.Warnings = append(p.Warnings, fmt.Sprintf("module %s: %s", m.ID(), w))
+		}
+		if value == "" {
+			continue
+		}
+		if other, ok := byLabel[value]; ok {
+			return nil, fmt.Errorf("module %s: kernels %q and %q both carry %s=%s; a nodeSelector cannot tell their nodes apart (relabel the nodes of one of them)", m.ID(), other, g.Kernel, kernelLabel, value)
+		}
+		byLabel[value] = g.Kernel
+		p.Targets = append(p.Targets, Target{Kernel: g.Kernel, LabelValue: value, Mapping: idx, Image: img, Nodes: names})
+	}
+	return p, nil
+}
+
+// labelValueFor picks the kernel label value that selects a kernel group's nodes: the value the
+// nodes carry (the most common one, should they disagree), else the NFD value. It returns ""
+// when no value can select them.
+func labelValueFor(g nodes.KernelGroup, key string) (string, []string) {
+	counts := map[string]int{}
+	var missing []string
+	for _, n := range g.Nodes {
+		if v, ok := n.Labels[key]; ok {
+			counts[v]++
+		} else {
+			missing = append(missing, n.Name)
+		}
+	}
+	var warnings []string
+	computed, computedOK := KernelLabelValue(g.Kernel)
+	value := ""
+	if len(counts) > 0 {
+		values := make([]string, 0, len(counts))
+		for v := range counts {
+			values = append(values, v)
+		}
+		sort.Slice(values, func(i, j int) bool {
+			if counts[values[i]] != counts[values[j]] {
+				return counts[values[i]] > counts[values[j]]
+			}
+			return values[i] < values[j]
+		})
+		value = values[0]
+		if len(values) > 1 {
+			var odd []string
+			for _, n := range g.Nodes {
+				if v, ok := n.Labels[key]; ok && v != value {
+					odd = append(odd, fmt.Sprintf("%s (%s=%s)", n.Name, key, v))
+				}
+			}
+			warnings = append(warnings, fmt.Sprintf("kernel %s: nodes disagree on %s; using %q, so these get no loader: %s", g.Kernel, key, value, strings.Join(odd, ", ")))
+		}
+	} else if computedOK {
+		value = computed
+	}
+	if len(missing) > 0 {
+		if value == "" {
+			warnings = append(warnings, fmt.Sprintf("kernel %s: no valid value of label %s can express it; node(s) %s get no loader", g.Kernel, key, strings.Join(missing, ", ")))
+		} else {
+			warnings = append(warnings, fmt.Sprintf("kernel %s: node(s) %s lack label %s; they get no loader until labelled %s=%s (install Node Feature Discovery, or label them by hand)", g.Kernel, strings.Join(missing, ", "), key, key, value))
+		}
+	}
+	return value, warnings
+}
+
+func nodeNames(ns []nodes.Node) []string {
+	out := make([]string, len(ns))
+	for i, n := range ns {
+		out[i] = n.Name
+	}
+	return out
+}
