@@ -24,6 +24,7 @@ HELM3_VERSION := v3.22.0
 HELM4_VERSION := v4.3.1
 CONTROLLER_GEN_VERSION := v0.20.1
 
+K8S_MINOR := $(word 2,$(subst ., ,$(K8S_VERSION)))
 K8S_LDFLAGS := -X k8s.io/component-base/version.gitVersion=$(K8S_VERSION) \
 	-X k8s.io/component-base/version.gitMajor=$(word 2,$(subst ., ,$(subst v,v ,$(K8S_VERSION)))) \
 	-X k8s.io/component-base/version.gitMinor=$(word 2,$(subst ., ,$(K8S_VERSION))) \
@@ -60,6 +61,46 @@ plugin: build ## Lay out the Helm 4 post-renderer plugin in bin/plugin/kmm-rende
 	@rm -rf $(BIN)/plugin/kmm-render && mkdir -p $(BIN)/plugin/kmm-render/bin
 	cp plugin/plugin.yaml $(BIN)/plugin/kmm-render/plugin.yaml
 	cp $(BIN)/kmm-render $(BIN)/plugin/kmm-render/bin/kmm-render
+
+##@ Test
+
+.PHONY: test
+test: tools build lint-chart ## Run every test: unit, golden, chart lint and end-to-end against a local control plane.
+	KUBEBUILDER_ASSETS=$(ASSETS) $(GO) test -count=1 ./...
+
+.PHONY: unit
+unit: ## Run the tests that need no control plane (quick).
+	$(GO) test -count=1 $$($(GO) list ./... | grep -v /test/e2e)
+
+.PHONY: golden
+golden: ## Rewrite golden files after an intended change (then review git diff).
+	$(GO) test ./test/golden ./pkg/... -update
+
+.PHONY: bench
+bench: ## Run the benchmarks (speed and memory targets).
+	$(GO) test -run '^$$' -bench . -benchmem ./pkg/...
+
+.PHONY: lint
+lint: lint-chart ## gofmt, go vet and helm lint --strict.
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
+	$(GO) vet ./...
+
+.PHONY: lint-chart
+lint-chart: $(HELM3) ## helm lint --strict, with the default values and each example's.
+	$(HELM3) lint --strict charts/kmm
+	@for e in eks gke ubuntu; do $(HELM3) lint --strict charts/kmm -f examples/$$e/values.yaml || exit 1; done
+
+##@ Use
+
+.PHONY: render
+render: build $(HELM3) ## Print the expanded manifests of an example: make render EXAMPLE=gke
+	@$(HELM3) template kmm charts/kmm -n kmm-system -f examples/$(EXAMPLE)/values.yaml \
+		--post-renderer $(BIN)/kmm-render \
+		--post-renderer-args=--nodes --post-renderer-args=examples/$(EXAMPLE)/nodes.yaml
+
+.PHONY: nodes
+nodes: build ## Show an example's kernels and the mapping each hits: make nodes EXAMPLE=eks
+	@$(BIN)/kmm-render nodes --nodes examples/$(EXAMPLE)/nodes.yaml -f examples/$(EXAMPLE)/values.yaml -n kmm-system
 
 ##@ Tools (pinned, built from Go modules, cached in bin/tools by version)
 
@@ -103,7 +144,7 @@ $(ETCD):
 define go_install
 	@mkdir -p $(TOOLS_DIR)
 	@echo "building $(notdir $@) (takes a minute or two the first time)"
-	@tmp=$$(mktemp -d) && GOBIN=$$tmp $(GO) install $(1) && mv $$tmp/$(2) $@ && rm -rf $$tmp
+	@tmp=$$(mktemp -d) && GOBIN=$$tmp $(GO) install -trimpath $(3) $(1) && mv $$tmp/$(2) $@ && rm -rf $$tmp
 endef
 
 $(KWOK):
@@ -116,7 +157,13 @@ $(KWOK_STAGES):
 		   $$dir/kustomize/stage/pod/fast/pod-ready.yaml \
 		   $$dir/kustomize/stage/pod/fast/pod-complete.yaml \
 		   $$dir/kustomize/stage/pod/fast/pod-delete.yaml $@.tmp/ && chmod -R u+w $@.tmp && mv $@.tmp $@
+# Helm 3 takes its default Kubernetes version (helm template's .Capabilities) from ldflags, as
+# its own Makefile sets them; Helm 4 reads it from its build info.
+HELM3_LDFLAGS := -X helm.sh/helm/v3/internal/version.version=$(HELM3_VERSION) \
+	-X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$(K8S_MINOR) \
+	-X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=$(K8S_MINOR)
+HELM4_LDFLAGS := -X helm.sh/helm/v4/internal/version.version=$(HELM4_VERSION)
 $(HELM3):
-	$(call go_install,helm.sh/helm/v3/cmd/helm@$(HELM3_VERSION),helm)
+	$(call go_install,helm.sh/helm/v3/cmd/helm@$(HELM3_VERSION),helm,-ldflags '$(HELM3_LDFLAGS)')
 $(HELM4):
-	$(call go_install,helm.sh/helm/v4/cmd/helm@$(HELM4_VERSION),helm)
+	$(call go_install,helm.sh/helm/v4/cmd/helm@$(HELM4_VERSION),helm,-ldflags '$(HELM4_LDFLAGS)')

@@ -1,0 +1,321 @@
+package postrender
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"sigs.k8s.io/kustomize/kyaml/yaml"
+
+	"kmm.dev/kmm/pkg/nodes"
+	"kmm.dev/kmm/pkg/render"
+)
+
+const kernelLabel = render.DefaultKernelLabel
+
+func node(name, kernel string, labels map[string]string, taints ...corev1.Taint) nodes.Node {
+	l := map[string]string{"kubernetes.io/os": "linux"}
+	if v, ok := render.KernelLabelValue(kernel); ok {
+		l[kernelLabel] = v
+	}
+	for k, v := range labels {
+		if v == "-" {
+			delete(l, k)
+			continue
+		}
+		l[k] = v
+	}
+	return nodes.Node{Name: name, Kernel: kernel, Labels: l, Taints: taints}
+}
+
+var cluster = []nodes.Node{
+	node("cos-1", "5.10.109+", map[string]string{"pool": "cos"}),
+	node("cos-2", "5.10.109+", map[string]string{"pool": "cos"}),
+	node("cos-3", "6.1.100+", map[string]string{"pool": "cos"}),
+	node("ubu-1", "5.15.0-1034-gke", map[string]string{"pool": "ubuntu"}),
+	node("gpu-1", "5.15.0-1034-gke", map[string]string{"pool": "ubuntu"}, corev1.Taint{Key: "nvidia.com/gpu", Value: "true", Effect: corev1.TaintEffectNoSchedule}),
+	node("arm-1", "6.1.112-122.189.amzn2023.aarch64", nil),
+}
+
+// template renders a loader template the way charts/kmm does, in Helm 3 or Helm 4 shape.
+func template(name, ns, spec string, helm4 bool, extraPod string) string {
+	var b strings.Builder
+	b.WriteString("---\n")
+	annotations := ""
+	if helm4 {
+		annotations = "    postrenderer.helm.sh/postrender-filename: kmm/templates/module-loader.yaml\n"
+	} else {
+		b.WriteString("# Source: kmm/templates/module-loader.yaml\n")
+	}
+	fmt.Fprintf(&b, `apiVersion: apps/v1
+kind: DaemonSet
+metadata:
+  name: %s-loader
+  namespace: %s
+  labels:
+    app.kubernetes.io/name: kmm
+  annotations:
+%s    render.kmm.dev/expand: module-loader
+    render.kmm.dev/module: '%s'
+spec:
+  selector:
+    matchLabels:
+      app.kubernetes.io/name: kmm
+  template:
+    metadata:
+      labels:
+        app.kubernetes.io/name: kmm
+    spec:
+      nodeSelector:
+        render.kmm.dev/post-renderer: required
+%s      containers:
+        - name: module-loader
+          image: "placeholder:${KERNEL_FULL_VERSION}"
+          command: ["sleep", "infinity"]
+`, name, ns, annotations, spec, extraPod)
+	return b.String()
+}
+
+const anyKernelSpec = `{"name":"mod","namespace":"kmm","selector":{"kubernetes.io/os":"linux"},"containerImage":"reg.example/mod:${KERNEL_FULL_VERSION}","kernelMappings":[{"regexp":"^5\\."},{"literal":"6.1.100","containerImage":"reg.example/mod:cos-${KERNEL_XYZ}"}]}`
+
+const configMap = `---
+# Source: kmm/templates/cm.yaml
+# a comment that must survive
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: keep-me   # trailing comment
+  namespace: kmm
+data:
+  script: |
+    #!/bin/sh
+    echo "---"
+  flow: {a: 1,   b: 2}
+`
+
+func run(t *testing.T, in string, o Options) (string, string, error) {
+	t.Helper()
+	var warn bytes.Buffer
+	o.Warnings = &warn
+	if o.Nodes == nil {
+		o.Nodes = StaticNodes(cluster)
+	}
+	out, err := New(o).Run(context.Background(), []byte(in))
+	if err != nil {
+		require.Empty(t, out, "no partial output on error")
+	}
+	return string(out), warn.String(), err
+}
+
+func parseAll(t *testing.T, out string) []*yaml.RNode {
+	t.Helper()
+	docs, err := split([]byte(out))
+	require.NoError(t, err)
+	var ns []*yaml.RNode
+	for _, d := range docs {
+		if d.node != nil {
+			ns = append(ns, d.node)
+		}
+	}
+	return ns
+}
+
+func TestPassThroughIsByteExact(t *testing.T) {
+	for name, in := range map[string]string{
+		"helm3":               configMap + "---\n# Source: kmm/templates/sa.yaml\napiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: sa\n",
+		"no leading ---":      "apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: sa\n" + configMap,
+		"no final newline":    configMap + "---\napiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: sa",
+		"comment-only doc":    "---\n# Source: kmm/templates/empty.yaml\n" + configMap,
+		"crlf and --- spaces": "--- \r\napiVersion: v1\r\nkind: ServiceAccount\r\nmetadata:\r\n  name: sa\r\n",
+	} {
+		t.Run(name, func(t *testing.T) {
+			called := false
+			out, _, err := run(t, in, Options{Nodes: func(context.Context) ([]nodes.Node, error) {
+				called = true
+				return nil, errors.New("must not be called")
+			}})
+			require.NoError(t, err)
+			assert.Equal(t, in, out)
+			assert.False(t, called, "nodes are only listed when something depends on them")
+		})
+	}
+}
+
+func TestExpandsInPlaceHelm3(t *testing.T) {
+	in := configMap + template("mod", "kmm", anyKernelSpec, false, "") +
+		"---\n# Source: kmm/templates/after.yaml\napiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: after\n  namespace: kmm\n"
+	out, warn, err := run(t, in, Options{})
+	require.NoError(t, err)
+	require.True(t, strings.HasPrefix(out, configMap), "documents before the template are untouched")
+	require.True(t, strings.HasSuffix(out, "---\n# Source: kmm/templates/after.yaml\napiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: after\n  namespace: kmm\n"))
+
+	objs := parseAll(t, out)
+	var got []string
+	for _, o := range objs {
+		got = append(got, o.GetKind()+"/"+o.GetName())
+	}
+	// Kernels sorted; cos 5.10.109+ and ubuntu 5.15 match ^5\., 6.1.100+ the literal; the
+	// aarch64 kernel matches nothing; gpu-1 is tainted and not tolerated.
+	assert.Equal(t, []string{
+		"ConfigMap/keep-me",
+		"DaemonSet/mod-loader-5-10-109-2f7388a7",
+		"DaemonSet/mod-loader-5-15-0-1034-gke",
+		"DaemonSet/mod-loader-6-1-100-8823089a",
+		"ServiceAccount/after",
+	}, got)
+	assert.Equal(t, 3, strings.Count(out, "# Source: kmm/templates/module-loader.yaml"), "every generated document keeps the template's # Source line")
+	assert.Contains(t, warn, "module kmm/mod: kernel 6.1.112-122.189.amzn2023.aarch64 (node(s) arm-1) matches no kernel mapping")
+
+	byName := map[string]*yaml.RNode{}
+	for _, o := range objs {
+		byName[o.GetName()] = o
+	}
+	cos := byName["mod-loader-6-1-100-8823089a"]
+	require.NotNil(t, cos)
+	img, err := cos.Pipe(yaml.Lookup("spec", "template", "spec", "containers", "[name=module-loader]", "image"))
+	require.NoError(t, err)
+	assert.Equal(t, "reg.example/mod:cos-6.1.100", yaml.GetValue(img))
+	sel, err := cos.Pipe(yaml.Lookup("spec", "template", "spec", "nodeSelector"))
+	require.NoError(t, err)
+	m, err := sel.Map()
+	require.NoError(t, err)
+	assert.Equal(t, map[string]any{"kubernetes.io/os": "linux", kernelLabel: "6.1.100"}, m)
+	assert.Equal(t, "6.1.100+", cos.GetAnnotations()[render.AnnotationKernel])
+	assert.NotContains(t, cos.GetAnnotations(), render.AnnotationExpand)
+	assert.NotContains(t, cos.GetAnnotations(), render.AnnotationModule)
+	for _, o := range objs {
+		assert.Empty(t, validation.IsDNS1123Label(o.GetName()), o.GetName())
+		for k, v := range o.GetLabels() {
+			assert.Empty(t, validation.IsValidLabelValue(v), "%s: label %s=%s", o.GetName(), k, v)
+		}
+	}
+}
+
+func TestHelm4ShapeKeepsFilenameAnnotationAndHooks(t *testing.T) {
+	hook := "---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: kmm-test\n  namespace: kmm\n  annotations:\n    helm.sh/hook: test\n    postrenderer.helm.sh/postrender-filename: kmm/templates/tests/test.yaml\nspec:\n  containers: [{name: t, image: busybox:1.36}]\n"
+	in := template("mod", "kmm", anyKernelSpec, true, "") + hook
+	out, _, err := run(t, in, Options{})
+	require.NoError(t, err)
+	assert.NotContains(t, out, "# Source:")
+	objs := parseAll(t, out)
+	require.Len(t, objs, 4)
+	for _, o := range objs[:3] {
+		assert.Equal(t, "kmm/templates/module-loader.yaml", o.GetAnnotations()[AnnotationHelm4Filename], o.GetName())
+	}
+	assert.True(t, strings.HasSuffix(out, hook), "hooks pass through untouched")
+}
+
+func TestTolerationsSelectTaintedNodes(t *testing.T) {
+	tol := "      tolerations:\n        - key: nvidia.com/gpu\n          operator: Exists\n          effect: NoSchedule\n"
+	spec := `{"name":"gpu","namespace":"kmm","selector":{"pool":"ubuntu"},"containerImage":"reg.example/gpu:${KERNEL_FULL_VERSION}","kernelMappings":[{"regexp":"gke$"}]}`
+	out, _, err := run(t, template("gpu", "kmm", spec, false, tol), Options{})
+	require.NoError(t, err)
+	objs := parseAll(t, out)
+	require.Len(t, objs, 1)
+	tolNode, err := objs[0].Pipe(yaml.Lookup("spec", "template", "spec", "tolerations"))
+	require.NoError(t, err)
+	require.NotNil(t, tolNode, "tolerations stay on the pod")
+}
+
+func TestDeterministic(t *testing.T) {
+	in := configMap + template("mod", "kmm", anyKernelSpec, false, "")
+	first, _, err := run(t, in, Options{})
+	require.NoError(t, err)
+	for i := 0; i < 5; i++ {
+		shuffled := append([]nodes.Node(nil), cluster...)
+		rand.Shuffle(len(shuffled), func(a, b int) { shuffled[a], shuffled[b] = shuffled[b], shuffled[a] })
+		again, _, err := run(t, in, Options{Nodes: StaticNodes(shuffled)})
+		require.NoError(t, err)
+		require.Equal(t, first, again)
+	}
+}
+
+func TestKernelLabelFlag(t *testing.T) {
+	custom := "example.com/kernel"
+	ns := []nodes.Node{node("n1", "5.15.0-105-generic", map[string]string{custom: "k-5.15", kernelLabel: "-"})}
+	out, warn, err := run(t, template("mod", "kmm", anyKernelSpec, false, ""), Options{Nodes: StaticNodes(ns), KernelLabel: custom})
+	require.NoError(t, err)
+	assert.Contains(t, out, "example.com/kernel: k-5.15", "the live label's actual value is used")
+	assert.Empty(t, warn)
+
+	// Without the label: computed, and a warning names the node and says how to fix it.
+	ns = []nodes.Node{node("n1", "5.15.0-105-generic", map[string]string{kernelLabel: "-"})}
+	out, warn, err = run(t, template("mod", "kmm", anyKernelSpec, false, ""), Options{Nodes: StaticNodes(ns)})
+	require.NoError(t, err)
+	assert.Contains(t, out, kernelLabel+": 5.15.0-105-generic")
+	assert.Contains(t, warn, "node(s) n1 lack label "+kernelLabel)
+	assert.Contains(t, warn, "Node Feature Discovery")
+}
+
+func TestErrors(t *testing.T) {
+	sa := func(name string) string {
+		return "---\napiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: " + name + "\n  namespace: kmm\n"
+	}
+	badNodes := filepath.Join(t.TempDir(), "empty.yaml")
+	require.NoError(t, os.WriteFile(badNodes, []byte("apiVersion: v1\nkind: List\nitems: []\n"), 0o644))
+	tests := []struct {
+		name string
+		in   string
+		o    Options
+		want []string
+		is   error
+	}{
+		{name: "empty input", in: "", want: []string{"no manifests on standard input"}},
+		{name: "blank input", in: "\n\n  \n", want: []string{"no manifests"}},
+		{name: "malformed YAML", in: sa("a") + "---\n# Source: kmm/templates/bad.yaml\napiVersion: v1\nkind: [oops\n", want: []string{"document 2 (kmm/templates/bad.yaml)", "malformed YAML"}},
+		{name: "a list, not an object", in: "---\n- a\n- b\n", want: []string{"document 1", "not a Kubernetes object"}},
+		{name: "no kind", in: "---\napiVersion: v1\nmetadata:\n  name: x\n", want: []string{"document 1", "no apiVersion or kind"}},
+		{name: "no name", in: "---\napiVersion: v1\nkind: ConfigMap\nmetadata: {}\n", want: []string{"no metadata.name"}},
+		{name: "duplicate in input", in: sa("a") + sa("b") + sa("a"), want: []string{"document 3", "ServiceAccount kmm/a is already defined by document 1"}},
+		{name: "duplicate produced by expansion", in: template("mod", "kmm", anyKernelSpec, false, "") + "---\napiVersion: apps/v1\nkind: DaemonSet\nmetadata:\n  name: mod-loader-5-15-0-1034-gke\n  namespace: kmm\n", want: []string{"DaemonSet kmm/mod-loader-5-15-0-1034-gke is already defined"}},
+		{name: "invalid regexp", in: template("mod", "kmm", `{"name":"mod","namespace":"kmm","selector":{"a":"b"},"containerImage":"r/m:1","kernelMappings":[{"regexp":"^5\\.(10"}]}`, false, ""), want: []string{"module kmm/mod", "kernelMappings[0]", "invalid regexp"}},
+		{name: "image without tag", in: template("mod", "kmm", `{"name":"mod","namespace":"kmm","selector":{"a":"b"},"containerImage":"reg.example:5000/mod","kernelMappings":[{"regexp":"."}]}`, false, ""), want: []string{"module kmm/mod", "neither a tag nor a digest"}},
+		{name: "unknown variable in image", in: template("mod", "kmm", `{"name":"mod","namespace":"kmm","selector":{"kubernetes.io/os":"linux"},"containerImage":"r/m:${KERNEL_FLAVOUR}","kernelMappings":[{"regexp":"."}]}`, false, ""), want: []string{"module kmm/mod", "KERNEL_FLAVOUR"}},
+		{name: "name+namespace too long", in: template("mod", "kmm", `{"name":"a-module-with-a-rather-long-name","namespace":"and-a-long-namespace","selector":{"a":"b"},"containerImage":"r/m:1","kernelMappings":[{"regexp":"."}]}`, false, ""), want: []string{"at most 41"}},
+		{name: "unknown expand role", in: strings.Replace(template("mod", "kmm", anyKernelSpec, false, ""), "expand: module-loader", "expand: module-builder", 1), want: []string{`unknown render.kmm.dev/expand="module-builder"`}},
+		{name: "marked object is not a DaemonSet", in: strings.Replace(template("mod", "kmm", anyKernelSpec, false, ""), "kind: DaemonSet", "kind: Deployment", 1), want: []string{"not a DaemonSet"}},
+		{name: "node source fails", in: template("mod", "kmm", anyKernelSpec, false, ""), o: Options{Nodes: func(context.Context) ([]nodes.Node, error) {
+			return nil, errors.New("listing nodes from https://127.0.0.1:1: connection refused")
+		}}, want: []string{"connection refused"}},
+		{name: "node file missing", in: template("mod", "kmm", anyKernelSpec, false, ""), o: Options{Nodes: FileNodes("/nonexistent/nodes.yaml")}, want: []string{"reading node file", "/nonexistent/nodes.yaml"}},
+		{name: "node file without nodes", in: template("mod", "kmm", anyKernelSpec, false, ""), o: Options{Nodes: FileNodes(badNodes)}, want: []string{badNodes, "holds no nodes"}},
+		{name: "strict with an unmatched kernel", in: template("mod", "kmm", anyKernelSpec, false, ""), o: Options{Strict: true}, want: []string{"--strict", "module kmm/mod: kernel 6.1.112-122.189.amzn2023.aarch64 (node(s) arm-1)"}, is: ErrUnmatched},
+		{name: "nothing left to print", in: template("mod", "kmm", `{"name":"mod","namespace":"kmm","selector":{"pool":"none"},"containerImage":"r/m:1","kernelMappings":[{"regexp":"."}]}`, false, ""), want: []string{"holds no object"}},
+		{name: "folded kernels", in: template("mod", "kmm", anyKernelSpec, false, ""), o: Options{Nodes: StaticNodes([]nodes.Node{node("a", "5.10.109+", nil), node("b", "5.10.109", nil)})}, want: []string{`kernels "5.10.109" and "5.10.109+"`, "cannot tell"}},
+		{name: "module without namespace", in: "---\napiVersion: kmm.sigs.x-k8s.io/v1beta1\nkind: Module\nmetadata:\n  name: m\nspec:\n  selector: {a: b}\n  moduleLoader:\n    container:\n      modprobe: {moduleName: m}\n      kernelMappings: [{regexp: ., containerImage: r/m:1}]\n", want: []string{"Module m", "no metadata.namespace"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, _, err := run(t, tt.in, tt.o)
+			require.Error(t, err)
+			for _, w := range tt.want {
+				assert.Contains(t, err.Error(), w)
+			}
+			if tt.is != nil {
+				assert.ErrorIs(t, err, tt.is)
+			}
+		})
+	}
+}
+
+func TestOperatorModulesAreCheckedAndPassThrough(t *testing.T) {
+	mod := "---\n# Source: kmm/templates/modules.yaml\napiVersion: kmm.sigs.x-k8s.io/v1beta1\nkind: Module\nmetadata:\n  name: m\n  namespace: kmm\nspec:\n  selector: {kubernetes.io/os: linux}\n  moduleLoader:\n    container:\n      modprobe: {moduleName: m}\n      kernelMappings:\n        - regexp: '^5\\.'\n          containerImage: r/m:${KERNEL_FULL_VERSION}\n"
+	out, warn, err := run(t, mod, Options{})
+	require.NoError(t, err)
+	assert.Equal(t, mod, out)
+	assert.Contains(t, warn, "module kmm/m: kernel 6.1.100+ (node(s) cos-3) matches no kernel mapping")
+	assert.NotContains(t, warn, "lack label", "KMM's controller needs no kernel label")
+
+	_, _, err = run(t, mod, Options{Strict: true})
+	require.ErrorIs(t, err, ErrUnmatched)
+}

@@ -1,0 +1,461 @@
+// Package cluster runs a real, local Kubernetes control plane for end-to-end tests and demos:
+// etcd and kube-apiserver through controller-runtime's envtest, plus kube-controller-manager,
+// kube-scheduler and kwok (simulated kubelets), with Nodes created from a node snapshot
+// (examples/*/nodes.yaml). Pods never run containers: kwok marks them Running.
+//
+//	c, err := cluster.Start(ctx, cluster.Options{Nodes: "examples/eks/nodes.yaml"})
+//	defer c.Stop()
+//	c.Helm(ctx, 3, "install", ...)
+//
+// Every process the harness starts logs to a file under WorkDir, and is stopped by Stop. A
+// watchdog process stops them too if the harness's own process dies without calling Stop.
+// Nothing else is ever signalled.
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+)
+
+// Options configure Start.
+type Options struct {
+	// AssetsDir holds kube-apiserver, etcd, kube-controller-manager, kube-scheduler, kwok,
+	// kwok-stages/ and helm3/helm4. Default: $KUBEBUILDER_ASSETS, else <repo>/bin/assets.
+	AssetsDir string
+	// Nodes is a node snapshot (kubectl get nodes -o yaml) whose Nodes to create. Optional.
+	Nodes string
+	// WorkDir receives certificates, etcd data, the kubeconfig, logs and Helm's folders.
+	// Default: a new temporary folder, removed by Stop. A given folder is created if
+	// missing, and then removed by Stop too (unless Keep is set).
+	WorkDir string
+	// Log receives progress lines. Nil discards them.
+	Log io.Writer
+	// StartTimeout bounds the start of etcd and kube-apiserver each. Default 60 s.
+	StartTimeout time.Duration
+}
+
+// Cluster is a running local control plane.
+type Cluster struct {
+	// Kubeconfig is a kubeconfig file with admin (system:masters) credentials.
+	Kubeconfig string
+	// Client is an admin clientset.
+	Client kubernetes.Interface
+	// Config is the admin REST config behind Client.
+	Config *rest.Config
+	// WorkDir is the folder that holds everything the cluster writes.
+	WorkDir string
+	// AssetsDir is where the binaries come from.
+	AssetsDir string
+	// Keep, when set before Stop, keeps WorkDir (logs, etcd data) even if the harness made it.
+	Keep bool
+
+	log        io.Writer
+	env        *envtest.Environment
+	procs      []*proc
+	envProcs   []Process // etcd and kube-apiserver, started by envtest
+	dog        *watchdog
+	removeWork bool
+
+	stopOnce sync.Once
+	stopErr  error
+}
+
+// Start starts etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok, writes an
+// admin kubeconfig, and creates o.Nodes' nodes (waiting until they are Ready). On error
+// everything it started is stopped again, and the error names the log files.
+func Start(ctx context.Context, o Options) (_ *Cluster, retErr error) {
+	if o.Log == nil {
+		o.Log = io.Discard
+	}
+	if o.StartTimeout == 0 {
+		o.StartTimeout = 60 * time.Second
+	}
+	if o.AssetsDir == "" {
+		d, err := DefaultAssetsDir()
+		if err != nil {
+			return nil, err
+		}
+		o.AssetsDir = d
+	}
+	assets, err := filepath.Abs(o.AssetsDir)
+	if err != nil {
+		return nil, err
+	}
+	if err := CheckAssets(assets); err != nil {
+		return nil, err
+	}
+	c := &Cluster{AssetsDir: assets, log: o.Log}
+	if o.WorkDir == "" {
+		d, err := os.MkdirTemp("", "kmm-cluster-")
+		if err != nil {
+			return nil, err
+		}
+		c.WorkDir, c.removeWork = d, true
+	} else {
+		d, err := filepath.Abs(o.WorkDir)
+		if err != nil {
+			return nil, err
+		}
+		if _, err := os.Stat(d); errors.Is(err, os.ErrNotExist) {
+			c.removeWork = true
+		}
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return nil, err
+		}
+		c.WorkDir = d
+	}
+	for _, sub := range []string{"logs", "apiserver", "etcd"} {
+		if err := os.MkdirAll(filepath.Join(c.WorkDir, sub), 0o755); err != nil {
+			return nil, err
+		}
+	}
+	defer func() {
+		if retErr != nil {
+			c.Keep = true // keep the logs the error names
+			if err := c.Stop(); err != nil {
+				retErr = errors.Join(retErr, err)
+			}
+			retErr = fmt.Errorf("%w\n%s", retErr, c.logSummary(15))
+		}
+	}()
+
+	dog, err := startWatchdog(c.logPath("watchdog"))
+	if err != nil {
+		return nil, err
+	}
+	c.dog = dog
+
+	if err := c.startControlPlane(o); err != nil {
+		return nil, err
+	}
+	if err := c.startComponents(ctx); err != nil {
+		return nil, err
+	}
+	if o.Nodes != "" {
+		if err := c.CreateNodes(ctx, o.Nodes); err != nil {
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+func (c *Cluster) logf(format string, args ...any) {
+	fmt.Fprintf(c.log, "cluster: "+format+"\n", args...)
+}
+
+func (c *Cluster) logPath(name string) string {
+	return filepath.Join(c.WorkDir, "logs", name+".log")
+}
+
+func openLog(path string) (*os.File, error) {
+	return os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+}
+
+func (c *Cluster) startControlPlane(o Options) error {
+	t0 := time.Now()
+	etcdLog, err := openLog(c.logPath("etcd"))
+	if err != nil {
+		return err
+	}
+	apiLog, err := openLog(c.logPath("kube-apiserver"))
+	if err != nil {
+		return err
+	}
+	env := &envtest.Environment{
+		BinaryAssetsDirectory:    c.AssetsDir,
+		ControlPlaneStartTimeout: o.StartTimeout,
+		ControlPlaneStopTimeout:  15 * time.Second,
+	}
+	env.ControlPlane.Etcd = &envtest.Etcd{
+		DataDir: filepath.Join(c.WorkDir, "etcd"),
+		Out:     etcdLog,
+		Err:     etcdLog,
+	}
+	api := env.ControlPlane.GetAPIServer()
+	api.CertDir = filepath.Join(c.WorkDir, "apiserver")
+	api.Out, api.Err = apiLog, apiLog
+	api.Configure().
+		Set("allow-privileged", "true").
+		Set("service-cluster-ip-range", "10.0.0.0/24").
+		Set("advertise-address", "127.0.0.1")
+	c.env = env
+
+	c.logf("starting etcd and kube-apiserver (envtest, %s)", c.AssetsDir)
+	_, startErr := env.Start()
+	// Whatever happened, learn the pids envtest started so the watchdog and Stop know them.
+	for _, b := range []struct{ name, bin string }{{"etcd", "etcd"}, {"kube-apiserver", "kube-apiserver"}} {
+		for _, pid := range childrenRunning(filepath.Join(c.AssetsDir, b.bin)) {
+			st, _ := ProcStartTime(pid)
+			p := Process{Name: b.name, Pid: pid, StartTime: st, Log: c.logPath(b.name)}
+			c.envProcs = append(c.envProcs, p)
+			c.dog.watch(p)
+		}
+	}
+	if startErr != nil {
+		return fmt.Errorf("starting etcd and kube-apiserver: %w", startErr)
+	}
+
+	admin, err := env.AddUser(envtest.User{Name: "admin", Groups: []string{"system:masters"}}, &rest.Config{QPS: 200, Burst: 400})
+	if err != nil {
+		return fmt.Errorf("provisioning the admin user: %w", err)
+	}
+	kc, err := admin.KubeConfig()
+	if err != nil {
+		return fmt.Errorf("writing the admin kubeconfig: %w", err)
+	}
+	c.Kubeconfig = filepath.Join(c.WorkDir, "kubeconfig")
+	if err := os.WriteFile(c.Kubeconfig, kc, 0o600); err != nil {
+		return err
+	}
+	c.Config = admin.Config()
+	cs, err := kubernetes.NewForConfig(c.Config)
+	if err != nil {
+		return err
+	}
+	c.Client = cs
+	if err := os.WriteFile(c.caFile(), api.SecureServing.CA, 0o644); err != nil {
+		return err
+	}
+	c.logf("kube-apiserver is up at %s (%.1fs)", c.Config.Host, time.Since(t0).Seconds())
+	return nil
+}
+
+func (c *Cluster) caFile() string { return filepath.Join(c.WorkDir, "ca.crt") }
+
+func (c *Cluster) startComponents(ctx context.Context) error {
+	t0 := time.Now()
+	saKey := filepath.Join(c.env.ControlPlane.GetAPIServer().CertDir, "sa-signer.key")
+	specs := []struct {
+		name string
+		args []string
+	}{
+		{"kube-controller-manager", []string{
+			"--kubeconfig=" + c.Kubeconfig,
+			"--controllers=*",
+			"--leader-elect=false",
+			"--secure-port=0",
+			"--use-service-account-credentials=false",
+			"--service-account-private-key-file=" + saKey,
+			"--root-ca-file=" + c.caFile(),
+			"--cluster-name=kmm-e2e",
+			"--concurrent-daemonset-syncs=5",
+		}},
+		{"kube-scheduler", []string{
+			"--kubeconfig=" + c.Kubeconfig,
+			"--authentication-kubeconfig=" + c.Kubeconfig,
+			"--authorization-kubeconfig=" + c.Kubeconfig,
+			"--leader-elect=false",
+			"--secure-port=0",
+		}},
+	}
+	kwokArgs := []string{
+		"--kubeconfig=" + c.Kubeconfig,
+		"--manage-all-nodes=true",
+		"--node-lease-duration-seconds=40",
+		"--cidr=10.128.0.0/16",
+	}
+	for _, s := range KwokStages {
+		kwokArgs = append(kwokArgs, "--config="+filepath.Join(c.AssetsDir, "kwok-stages", s))
+	}
+	specs = append(specs, struct {
+		name string
+		args []string
+	}{"kwok", kwokArgs})
+
+	for _, s := range specs {
+		p, err := startProc(s.name, filepath.Join(c.AssetsDir, s.name), s.args, c.logPath(s.name))
+		if err != nil {
+			return err
+		}
+		c.procs = append(c.procs, p)
+		c.dog.watch(p.Process)
+	}
+	c.logf("started kube-controller-manager, kube-scheduler and kwok")
+
+	// The controller manager is working once its service account controller made "default".
+	if err := c.poll(ctx, 60*time.Second, "the controller manager to create the default service account", func(ctx context.Context) (bool, error) {
+		_, err := c.Client.CoreV1().ServiceAccounts("default").Get(ctx, "default", metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return false, nil
+		}
+		return err == nil, err
+	}); err != nil {
+		return err
+	}
+	c.logf("control plane ready (%.1fs)", time.Since(t0).Seconds())
+	return nil
+}
+
+// poll calls cond every 250 ms until it returns true, returns an error, the timeout passes, or
+// one of the harness's processes exits (then the error names it and its log).
+func (c *Cluster) poll(ctx context.Context, timeout time.Duration, what string, cond func(context.Context) (bool, error)) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var last error
+	for {
+		ok, err := cond(ctx)
+		if ok && err == nil {
+			return nil
+		}
+		if err != nil {
+			last = err
+		}
+		if err := c.checkProcs(); err != nil {
+			return fmt.Errorf("waiting for %s: %w", what, err)
+		}
+		select {
+		case <-ctx.Done():
+			if last != nil {
+				return fmt.Errorf("waiting for %s: timed out after %s (last error: %v)", what, timeout, last)
+			}
+			return fmt.Errorf("waiting for %s: timed out after %s", what, timeout)
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+// checkProcs returns an error if a process of the harness has exited.
+func (c *Cluster) checkProcs() error {
+	for _, p := range c.procs {
+		if p.exited() {
+			return fmt.Errorf("%s exited (%v); see %s:\n%s", p.Name, p.err, p.Log, tail(p.Log, 15))
+		}
+	}
+	for _, p := range c.envProcs {
+		if !Alive(p.Pid, p.StartTime) {
+			return fmt.Errorf("%s exited; see %s:\n%s", p.Name, p.Log, tail(p.Log, 15))
+		}
+	}
+	return nil
+}
+
+// Healthy returns an error naming the first process of the cluster that is no longer running.
+func (c *Cluster) Healthy() error { return c.checkProcs() }
+
+// Processes lists every process the harness started: etcd, kube-apiserver,
+// kube-controller-manager, kube-scheduler, kwok and the watchdog.
+func (c *Cluster) Processes() []Process {
+	out := append([]Process(nil), c.envProcs...)
+	for _, p := range c.procs {
+		out = append(out, p.Process)
+	}
+	if c.dog != nil {
+		out = append(out, c.dog.process())
+	}
+	return out
+}
+
+// LogFiles maps each process to its log file.
+func (c *Cluster) LogFiles() map[string]string {
+	out := map[string]string{}
+	for _, n := range []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok"} {
+		out[n] = c.logPath(n)
+	}
+	return out
+}
+
+// logSummary names the log files, with the last lines of each that exists.
+func (c *Cluster) logSummary(lines int) string {
+	var b strings.Builder
+	b.WriteString("control plane logs:\n")
+	for _, n := range []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok"} {
+		path := c.logPath(n)
+		if _, err := os.Stat(path); err != nil {
+			continue
+		}
+		fmt.Fprintf(&b, "  %s: %s\n", n, path)
+		if lines > 0 {
+			if t := tail(path, lines); t != "" {
+				b.WriteString("    | " + strings.ReplaceAll(t, "\n", "\n    | ") + "\n")
+			}
+		}
+	}
+	return b.String()
+}
+
+// LogSummary names every process's log file (for test failure messages).
+func (c *Cluster) LogSummary() string { return c.logSummary(0) }
+
+// Stop stops kwok, the scheduler, the controller manager (SIGTERM to each one's process group,
+// SIGKILL after 5 s), then kube-apiserver and etcd through envtest, and removes WorkDir if
+// the harness created it and Keep is not set. It only ever signals processes it started, and
+// is safe to call more than once.
+func (c *Cluster) Stop() error {
+	c.stopOnce.Do(func() {
+		var errs []error
+		// The watchdog would kill the processes below the moment it is stopped by other means.
+		c.dog.disarm()
+		for i := len(c.procs) - 1; i >= 0; i-- {
+			if err := c.procs[i].stop(5 * time.Second); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		if c.env != nil {
+			if err := c.env.Stop(); err != nil {
+				errs = append(errs, fmt.Errorf("stopping etcd and kube-apiserver: %w", err))
+			}
+		}
+		// envtest gives up after its stop timeout; make sure its processes are gone.
+		for _, p := range c.envProcs {
+			if Alive(p.Pid, p.StartTime) {
+				_ = syscall.Kill(p.Pid, syscall.SIGKILL)
+			}
+		}
+		if c.removeWork && !c.Keep && c.WorkDir != "" {
+			if err := os.RemoveAll(c.WorkDir); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		c.stopErr = errors.Join(errs...)
+		c.logf("stopped")
+	})
+	return c.stopErr
+}
+
+// StopOnSignal stops the cluster when the process receives SIGINT, SIGTERM or SIGHUP, then
+// exits with status 130. The returned function stops listening.
+func (c *Cluster) StopOnSignal() (cancel func()) {
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	done := make(chan struct{})
+	go func() {
+		select {
+		case sig := <-ch:
+			fmt.Fprintf(os.Stderr, "cluster: %s: stopping the local cluster\n", sig)
+			if err := c.Stop(); err != nil {
+				fmt.Fprintf(os.Stderr, "cluster: %v\n", err)
+			}
+			os.Exit(130)
+		case <-done:
+		}
+	}()
+	return func() {
+		signal.Stop(ch)
+		close(done)
+	}
+}
+
+// EnsureNamespace creates a namespace unless it exists.
+func (c *Cluster) EnsureNamespace(ctx context.Context, name string) error {
+	_, err := c.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{})
+	if apierrors.IsAlreadyExists(err) {
+		return nil
+	}
+	return err
+}
