@@ -69,7 +69,7 @@ func (r *Renderer) checkModule(ctx context.Context, d *document, inv *inventory)
 		return nil, err
 	}
 	// KMM's controller selects nodes itself, without a kernel label: plan without one.
-	p, err := render.NewPlan(m, mo.Spec.Tolerations, ns, "")
+	p, err := render.NewPlanForGroups(m, mo.Spec.Tolerations, ns, "")
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", d.name(), err)
 	}

@@ -161,7 +161,7 @@ func (r *Renderer) expand(ctx context.Context, d *document, inv *inventory) ([]*
 	if err != nil {
 		return nil, nil, err
 	}
-	p, err := render.NewPlan(t.Module, t.Tolerations, ns, r.o.KernelLabel)
+	p, err := render.NewPlanForGroups(t.Module, t.Tolerations, ns, r.o.KernelLabel)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s: %w", d.name(), err)
 	}
@@ -191,24 +191,27 @@ func unmatchedLines(p *render.Plan) []string {
 	return out
 }
 
-// inventory lists nodes once, on first use.
+// inventory lists nodes once, on first use, and groups them by kernel once.
 type inventory struct {
 	source NodeSource
-	nodes  []nodes.Node
+	groups []nodes.KernelGroup
 	err    error
 	done   bool
 }
 
-func (i *inventory) get(ctx context.Context) ([]nodes.Node, error) {
+func (i *inventory) get(ctx context.Context) ([]nodes.KernelGroup, error) {
 	if !i.done {
 		i.done = true
 		if i.source == nil {
 			i.err = errors.New("no node source: pass --nodes FILE or let kmm-render reach the cluster")
-		} else {
-			i.nodes, i.err = i.source(ctx)
+			return nil, i.err
+		}
+		var ns []nodes.Node
+		if ns, i.err = i.source(ctx); i.err == nil {
+			i.groups = nodes.ByKernel(ns)
 		}
 	}
-	return i.nodes, i.err
+	return i.groups, i.err
 }
 
 // identity is what makes two objects the same object to the API server, for duplicate checks.

@@ -87,15 +87,24 @@ func Selects(selector map[string]string, tolerations []corev1.Toleration, n node
 // An empty kernelLabel plans for KMM's own controller, which selects nodes without a kernel
 // label: targets then have no LabelValue.
 func NewPlan(m *ModuleSpec, tolerations []corev1.Toleration, all []nodes.Node, kernelLabel string) (*Plan, error) {
-	var selected []nodes.Node
-	for _, n := range all {
-		if Selects(m.Selector, tolerations, n) {
-			selected = append(selected, n)
-		}
-	}
+	return NewPlanForGroups(m, tolerations, nodes.ByKernel(all), kernelLabel)
+}
+
+// NewPlanForGroups is NewPlan over nodes already grouped by nodes.ByKernel, so that many
+// modules can be planned against one inventory without grouping and sorting it again.
+func NewPlanForGroups(m *ModuleSpec, tolerations []corev1.Toleration, groups []nodes.KernelGroup, kernelLabel string) (*Plan, error) {
 	p := &Plan{Module: m}
 	byLabel := map[string]string{} // label value -> kernel, to catch folds
-	for _, g := range nodes.ByKernel(selected) {
+	for _, all := range groups {
+		g := nodes.KernelGroup{Kernel: all.Kernel}
+		for _, n := range all.Nodes {
+			if Selects(m.Selector, tolerations, n) {
+				g.Nodes = append(g.Nodes, n)
+			}
+		}
+		if len(g.Nodes) == 0 {
+			continue
+		}
 		names := nodeNames(g.Nodes)
 		if g.Kernel == "" {
 			p.Warnings = append(p.Warnings, fmt.Sprintf("module %s: node(s) %s report no kernel (status.nodeInfo.kernelVersion); they get no loader", m.ID(), strings.Join(names, ", ")))
