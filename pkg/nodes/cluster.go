@@ -45,7 +45,6 @@ func FromCluster(ctx context.Context, o ClusterOptions) ([]Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("loading kubeconfig: %w", err)
 	}
-	cfg.Timeout = o.Timeout
 	cfg.UserAgent = "kmm-render"
 	cs, err := kubernetes.NewForConfig(cfg)
 	if err != nil {

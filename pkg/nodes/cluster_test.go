@@ -28,10 +28,10 @@ type fakeAPI struct {
 	nodes []corev1.Node
 
 	mu       sync.Mutex
-	requests []url
+	requests []apiRequest
 }
 
-type url struct {
+type apiRequest struct {
 	Limit, Continue, UserAgent, Auth string
 }
 
@@ -60,7 +60,7 @@ func (f *fakeAPI) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	q := r.URL.Query()
 	f.mu.Lock()
-	f.requests = append(f.requests, url{Limit: q.Get("limit"), Continue: q.Get("continue"), UserAgent: r.UserAgent(), Auth: r.Header.Get("Authorization")})
+	f.requests = append(f.requests, apiRequest{Limit: q.Get("limit"), Continue: q.Get("continue"), UserAgent: r.UserAgent(), Auth: r.Header.Get("Authorization")})
 	f.mu.Unlock()
 
 	start := 0
@@ -94,10 +94,10 @@ func (f *fakeAPI) serve(w http.ResponseWriter, r *http.Request) {
 	_ = json.NewEncoder(w).Encode(&list)
 }
 
-func (f *fakeAPI) seen() []url {
+func (f *fakeAPI) seen() []apiRequest {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return append([]url(nil), f.requests...)
+	return append([]apiRequest(nil), f.requests...)
 }
 
 // writeKubeconfig writes a kubeconfig with two contexts, ctx-a (current) and ctx-b.

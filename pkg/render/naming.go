@@ -45,10 +45,12 @@ var notNameChars = regexp.MustCompile(`[^a-z0-9]+`)
 
 // ObjectName names the object generated from base for kernel: "<base>-<kernel>", lower-cased,
 // every run of characters outside [a-z0-9] turned into one '-'. It is a valid DNS-1123 label
-// of at most 63 characters, the same on every run, and different for different kernels:
-// a short hash of the raw kernel is appended whenever the sanitized form loses information
-// (the kernel holds characters other than lower-case letters, digits, '.' and '-') or the name
-// must be shortened to fit.
+// of at most 63 characters, the same on every run. A short hash of the raw kernel is appended
+// whenever the sanitized form loses information beyond '.' becoming '-' (the kernel holds
+// characters other than lower-case letters, digits, '.' and '-', or runs of separators) or the
+// name must be shortened to fit, so kernels that sanitizing folds ("5.10.109+", "5.10.109")
+// get different names. Kernels that differ only in '.' versus '-' ("5.10.109", "5-10-109"; no
+// real kernel does) get the same name, which the post-renderer reports as a duplicate.
 func ObjectName(base, kernel string) (string, error) {
 	kpart := strings.Trim(notNameChars.ReplaceAllString(strings.ToLower(kernel), "-"), "-")
 	bpart := strings.Trim(notNameChars.ReplaceAllString(strings.ToLower(base), "-"), "-")

@@ -95,11 +95,15 @@ func NewPlan(m *ModuleSpec, tolerations []corev1.Toleration, all []nodes.Node, k
 func NewPlanForGroups(m *ModuleSpec, tolerations []corev1.Toleration, groups []nodes.KernelGroup, kernelLabel string) (*Plan, error) {
 	p := &Plan{Module: m}
 	byLabel := map[string]string{} // label value -> kernel, to catch folds
+	var labelled []nodes.Node      // selected nodes that carry the kernel label
 	for _, all := range groups {
 		g := nodes.KernelGroup{Kernel: all.Kernel}
 		for _, n := range all.Nodes {
 			if Selects(m.Selector, tolerations, n) {
 				g.Nodes = append(g.Nodes, n)
+				if _, ok := n.Labels[kernelLabel]; ok && kernelLabel != "" {
+					labelled = append(labelled, n)
+				}
 			}
 		}
 		if len(g.Nodes) == 0 {
@@ -135,6 +139,15 @@ func NewPlanForGroups(m *ModuleSpec, tolerations []corev1.Toleration, groups []n
 		}
 		byLabel[value] = g.Kernel
 		p.Targets = append(p.Targets, Target{Kernel: g.Kernel, LabelValue: value, Mapping: idx, Image: img, Nodes: names})
+	}
+	// A node whose label names a target's value but that runs another kernel (a stale or
+	// hand-set label, or a kernel that folds to the same value) would get a module built for
+	// the wrong kernel.
+	for _, n := range labelled {
+		if k, ok := byLabel[n.Labels[kernelLabel]]; ok && k != n.Kernel {
+			return nil, fmt.Errorf("module %s: node %s runs kernel %q but carries %s=%s, the label of kernel %q; its loader would load a module built for another kernel (fix the node's label)",
+				m.ID(), n.Name, n.Kernel, kernelLabel, n.Labels[kernelLabel], k)
+		}
 	}
 	return p, nil
 }

@@ -187,7 +187,7 @@ const linux = "kubernetes.io/os=linux"
 func TestNewPlan(t *testing.T) {
 	tests := []struct {
 		name          string
-		module        func() *ModuleSpec
+		module        func(t *testing.T) *ModuleSpec
 		tolerations   []corev1.Toleration
 		nodes         []nodes.Node
 		kernelLabel   string
@@ -361,21 +361,26 @@ func TestNewPlan(t *testing.T) {
 			wantWarnings: [][]string{{"kmm-demo/kmm-ci-a", "nokernel", "report no kernel"}},
 		},
 		{
-			name:        "node with empty kernel in operator mode: warning too",
-			kernelLabel: "",
-			nodes:       []nodes.Node{node("nokernel", "", linux)},
+			name:         "node with empty kernel in operator mode: warning too",
+			kernelLabel:  "",
+			nodes:        []nodes.Node{node("nokernel", "", linux)},
 			wantWarnings: [][]string{{"nokernel", "report no kernel"}},
 		},
 		{
-			name:   "kernel no label value can express, unlabelled: warning, no target",
-			module: func() *ModuleSpec { m := planModule(); m.KernelMappings = append(m.KernelMappings, KernelMapping{Regexp: "^x"}); require.NoError(t, m.Validate()); return m },
-			kernelLabel: kl,
-			nodes:       []nodes.Node{node("long", "x"+strings.Repeat("y", 70), linux)},
+			name: "kernel no label value can express, unlabelled: warning, no target",
+			module: func(t *testing.T) *ModuleSpec {
+				m := planModule()
+				m.KernelMappings = append(m.KernelMappings, KernelMapping{Regexp: "^x"})
+				require.NoError(t, m.Validate())
+				return m
+			},
+			kernelLabel:  kl,
+			nodes:        []nodes.Node{node("long", "x"+strings.Repeat("y", 70), linux)},
 			wantWarnings: [][]string{{"no valid value of label", "long"}},
 		},
 		{
 			name: "image substitution error propagates",
-			module: func() *ModuleSpec {
+			module: func(t *testing.T) *ModuleSpec {
 				m := planModule()
 				m.KernelMappings = Mappings{{Regexp: ".", ContainerImage: "r/m:${KERNEL_XYZ}"}}
 				require.NoError(t, m.Validate())
@@ -395,7 +400,7 @@ func TestNewPlan(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			m := planModule()
 			if tt.module != nil {
-				m = tt.module()
+				m = tt.module(t)
 			}
 			p, err := NewPlan(m, tt.tolerations, tt.nodes, tt.kernelLabel)
 			if len(tt.wantErr) > 0 {

@@ -1,0 +1,232 @@
+package report
+
+import (
+	"bytes"
+	"flag"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	corev1 "k8s.io/api/core/v1"
+
+	"kmm.dev/kmm/pkg/nodes"
+	"kmm.dev/kmm/pkg/render"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+var columnGap = regexp.MustCompile(`\s{2,}`)
+
+// table splits KernelTable's output into rows of cells. Cells hold single spaces at most
+// ("none (no loader)"), tabwriter pads with at least two.
+func table(t *testing.T, out string) (header []string, rows [][]string) {
+	t.Helper()
+	lines := strings.Split(strings.TrimRight(out, "\n"), "\n")
+	require.NotEmpty(t, lines)
+	for i, l := range lines {
+		cells := columnGap.Split(strings.TrimRight(l, " "), -1)
+		if i == 0 {
+			header = cells
+			continue
+		}
+		require.Len(t, cells, len(header), "row %q", l)
+		rows = append(rows, cells)
+	}
+	return header, rows
+}
+
+func loadExample(t *testing.T, name string) ([]nodes.Node, []render.ValuesModule) {
+	t.Helper()
+	ns, err := nodes.LoadFile(filepath.Join("..", "..", "examples", name, "nodes.yaml"))
+	require.NoError(t, err)
+	data, err := os.ReadFile(filepath.Join("..", "..", "examples", name, "values.yaml"))
+	require.NoError(t, err)
+	ms, err := render.ModulesFromValues(data, "default")
+	require.NoError(t, err)
+	return ns, ms
+}
+
+func TestKernelTableEKS(t *testing.T) {
+	ns, ms := loadExample(t, "eks")
+	var b bytes.Buffer
+	require.NoError(t, KernelTable(&b, ns, ms, render.DefaultKernelLabel))
+	header, rows := table(t, b.String())
+	assert.Equal(t, []string{"KERNEL", "NODES", "PLATFORM", "OS", "LABEL VALUE", "MODULE", "SELECTED", "MAPPING", "IMAGE"}, header)
+
+	const ecr = "123456789012.dkr.ecr.us-west-2.amazonaws.com/kmm/"
+	want := [][]string{
+		{"5.4.190-107.353.amzn2.x86_64", "2", "eks", "al2", "5.4.190-107.353.amzn2.x86_64", "kmm-demo/kmm-ci-a", "2",
+			`#1 regexp ^5\.4\.\d+-\d+\.\d+\.amzn2\.x86_64$`, ecr + "kmm-ci-a:5.4.190-107.353.amzn2.x86_64"},
+		// The GPU node runs this kernel too, but kmm-ci-a does not tolerate its taint: 3 of 4.
+		{"5.4.196-108.356.amzn2.x86_64", "4", "eks", "al2", "5.4.196-108.356.amzn2.x86_64", "kmm-demo/kmm-ci-a", "3",
+			"#0 literal 5.4.196-108.356.amzn2.x86_64", ecr + "kmm-ci-a:5.4.196-108.356.amzn2"},
+		{"5.4.196-108.356.amzn2.x86_64", "4", "eks", "al2", "5.4.196-108.356.amzn2.x86_64", "kmm-gpu/gdrdrv", "1",
+			`#0 regexp ^5\.4\.\d+-\d+\.\d+\.amzn2\.x86_64$`, ecr + "gdrdrv:5.4.196-108.356.amzn2.x86_64"},
+		{"6.1.112-122.189.amzn2023.aarch64", "1", "eks", "al2023", "6.1.112-122.189.amzn2023.aarch64", "kmm-demo/kmm-ci-a", "1",
+			"none (no loader)", "-"},
+		{"6.1.112-122.189.amzn2023.x86_64", "2", "eks", "al2023", "6.1.112-122.189.amzn2023.x86_64", "kmm-demo/kmm-ci-a", "2",
+			`#2 regexp ^6\.1\.\d+-\d+\.\d+\.amzn2023\.x86_64$`, ecr + "kmm-ci-a:6.1.112-122.189.amzn2023.x86_64"},
+	}
+	require.Len(t, rows, len(want))
+	for i := range want {
+		t.Run(want[i][0]+"/"+want[i][5], func(t *testing.T) {
+			assert.Equal(t, want[i], rows[i])
+		})
+	}
+}
+
+func TestKernelTableGolden(t *testing.T) {
+	tests := []struct {
+		example     string
+		withModules bool
+	}{
+		{"eks", true}, {"eks", false},
+		{"gke", true}, {"gke", false},
+		{"ubuntu", true}, {"ubuntu", false},
+	}
+	for _, tt := range tests {
+		name := tt.example + "-kernels"
+		if tt.withModules {
+			name += "-modules"
+		}
+		t.Run(name, func(t *testing.T) {
+			ns, ms := loadExample(t, tt.example)
+			if !tt.withModules {
+				ms = nil
+			}
+			var b bytes.Buffer
+			require.NoError(t, KernelTable(&b, ns, ms, render.DefaultKernelLabel))
+			golden := filepath.Join("testdata", name+".golden")
+			if *update {
+				require.NoError(t, os.MkdirAll("testdata", 0o755))
+				require.NoError(t, os.WriteFile(golden, b.Bytes(), 0o644))
+			}
+			want, err := os.ReadFile(golden)
+			require.NoError(t, err, "run go test ./pkg/report -update to create it")
+			assert.Equal(t, string(want), b.String())
+		})
+	}
+}
+
+func mkNode(name, kernel, osImage, providerID string, labels ...string) nodes.Node {
+	n := nodes.Node{Name: name, Kernel: kernel, OSImage: osImage, ProviderID: providerID, Labels: map[string]string{}}
+	for _, l := range labels {
+		k, v, _ := strings.Cut(l, "=")
+		n.Labels[k] = v
+	}
+	return n
+}
+
+func module(t *testing.T, name string, selector map[string]string, image string, tol []corev1.Toleration, mappings ...render.KernelMapping) render.ValuesModule {
+	t.Helper()
+	spec := render.ModuleSpec{Name: name, Namespace: "ns", Selector: selector, ContainerImage: image, KernelMappings: mappings}
+	require.NoError(t, spec.Validate())
+	return render.ValuesModule{Spec: spec, Tolerations: tol}
+}
+
+func TestKernelTableRows(t *testing.T) {
+	const kl = render.DefaultKernelLabel
+	linux := map[string]string{"kubernetes.io/os": "linux"}
+	tests := []struct {
+		name    string
+		nodes   []nodes.Node
+		modules func(t *testing.T) []render.ValuesModule
+		label   string
+		want    [][]string
+		wantErr string
+	}{
+		{
+			name: "kernel label: carried, unlabelled, none possible",
+			nodes: []nodes.Node{
+				mkNode("a", "5.10.109+", "Container-Optimized OS from Google", "gce://p/z/a", kl+"=5.10.109"),
+				mkNode("b", "6.1.100+", "Container-Optimized OS from Google", "gce://p/z/b"),
+				mkNode("c", strings.Repeat("9", 70), "", ""),
+			},
+			label: kl,
+			want: [][]string{
+				{"5.10.109+", "1", "gke", "cos", "5.10.109"},
+				{"6.1.100+", "1", "gke", "cos", "6.1.100 (unlabelled)"},
+				{strings.Repeat("9", 70), "1", "generic", "unknown", "(none possible)"},
+			},
+		},
+		{
+			name: "several platforms and OS families on one kernel, sorted",
+			nodes: []nodes.Node{
+				mkNode("x", "5.15.0-1034-gke", "Ubuntu 22.04.2 LTS", "gce://p/z/x"),
+				mkNode("y", "5.15.0-1034-gke", "Ubuntu 22.04.2 LTS", ""),
+				mkNode("z", "5.15.0-1034-gke", "Amazon Linux 2", "aws:///z/i-1"),
+			},
+			label: kl,
+			want: [][]string{
+				{"5.15.0-1034-gke", "3", "eks,gke,ubuntu", "al2,ubuntu", "5.15.0-1034-gke (unlabelled)"},
+			},
+		},
+		{
+			name: "kernel that no module selects: dash row; unmatched kernel: none (no loader)",
+			nodes: []nodes.Node{
+				mkNode("w", "10.0.17763", "Windows Server 2019 Datacenter", "", "kubernetes.io/os=windows", kl+"=10.0.17763"),
+				mkNode("l", "6.8.0-51-generic", "Ubuntu 24.04.1 LTS", "", "kubernetes.io/os=linux", kl+"=6.8.0-51-generic"),
+			},
+			modules: func(t *testing.T) []render.ValuesModule {
+				return []render.ValuesModule{module(t, "m", linux, "r/m:${KERNEL_FULL_VERSION}", nil, render.KernelMapping{Literal: "5.15.0-105-generic"})}
+			},
+			label: kl,
+			want: [][]string{
+				{"10.0.17763", "1", "generic", "Windows Server 2019 Datacenter", "10.0.17763", "-", "0", "-", "-"},
+				{"6.8.0-51-generic", "1", "ubuntu", "ubuntu", "6.8.0-51-generic", "ns/m", "1", "none (no loader)", "-"},
+			},
+		},
+		{
+			name: "tainted and Fargate nodes not counted as selected",
+			nodes: []nodes.Node{
+				mkNode("ok", "5.10.0", "Amazon Linux 2", "aws:///z/i-1", "kubernetes.io/os=linux", kl+"=5.10.0"),
+				func() nodes.Node {
+					n := mkNode("tainted", "5.10.0", "Amazon Linux 2", "aws:///z/i-2", "kubernetes.io/os=linux", kl+"=5.10.0")
+					n.Taints = []corev1.Taint{{Key: "dedicated", Value: "x", Effect: corev1.TaintEffectNoSchedule}}
+					return n
+				}(),
+				mkNode("fargate", "5.10.0", "Amazon Linux 2", "", "kubernetes.io/os=linux", "eks.amazonaws.com/compute-type=fargate"),
+			},
+			modules: func(t *testing.T) []render.ValuesModule {
+				return []render.ValuesModule{module(t, "m", linux, "r/m:${KERNEL_XYZ}", nil, render.KernelMapping{Regexp: `^5\.10\.`})}
+			},
+			label: kl,
+			want: [][]string{
+				{"5.10.0", "3", "eks", "al2", "5.10.0", "ns/m", "1", `#0 regexp ^5\.10\.`, "r/m:5.10.0"},
+			},
+		},
+		{
+			name: "image substitution error is returned",
+			nodes: []nodes.Node{
+				mkNode("l", "custom", "Ubuntu 24.04.1 LTS", "", "kubernetes.io/os=linux"),
+			},
+			modules: func(t *testing.T) []render.ValuesModule {
+				return []render.ValuesModule{module(t, "m", linux, "r/m:${KERNEL_XYZ}", nil, render.KernelMapping{Regexp: `.`})}
+			},
+			label:   kl,
+			wantErr: "KERNEL_XYZ",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var ms []render.ValuesModule
+			if tt.modules != nil {
+				ms = tt.modules(t)
+			}
+			var b bytes.Buffer
+			err := KernelTable(&b, tt.nodes, ms, tt.label)
+			if tt.wantErr != "" {
+				require.Error(t, err)
+				assert.Contains(t, err.Error(), tt.wantErr)
+				return
+			}
+			require.NoError(t, err)
+			_, rows := table(t, b.String())
+			assert.Equal(t, tt.want, rows)
+		})
+	}
+}
