@@ -2,6 +2,7 @@ package report
 
 import (
 	"bytes"
+	"context"
 	"flag"
 	"os"
 	"path/filepath"
@@ -11,7 +12,11 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes/fake"
 
 	"kmm.dev/kmm/pkg/nodes"
 	"kmm.dev/kmm/pkg/render"
@@ -229,4 +234,41 @@ func TestKernelTableRows(t *testing.T) {
 			assert.Equal(t, tt.want, rows)
 		})
 	}
+}
+
+func TestLoadersTable(t *testing.T) {
+	ds := func(name, ns, mod, kernel string, desired int32) *appsv1.DaemonSet {
+		return &appsv1.DaemonSet{
+			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, UID: types.UID(name),
+				Labels:      map[string]string{render.LabelRole: render.RoleModuleLoader, render.LabelModuleName: mod, render.LabelModuleNamespace: ns},
+				Annotations: map[string]string{render.AnnotationKernel: kernel}},
+			Status: appsv1.DaemonSetStatus{DesiredNumberScheduled: desired},
+		}
+	}
+	pod := func(name, ns, owner, nodeName string, phase corev1.PodPhase) *corev1.Pod {
+		return &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns,
+				Labels:          map[string]string{render.LabelRole: render.RoleModuleLoader},
+				OwnerReferences: []metav1.OwnerReference{{UID: types.UID(owner)}}},
+			Spec:   corev1.PodSpec{NodeName: nodeName},
+			Status: corev1.PodStatus{Phase: phase},
+		}
+	}
+	c := fake.NewClientset(
+		ds("a-loader-6-8", "kmm", "a", "6.8.0-51-generic", 1),
+		ds("a-loader-5-15", "kmm", "a", "5.15.0-105-generic", 2),
+		pod("p1", "kmm", "a-loader-5-15", "w2", corev1.PodRunning),
+		pod("p2", "kmm", "a-loader-5-15", "w1", corev1.PodPending),
+		pod("p3", "kmm", "a-loader-6-8", "w3", corev1.PodRunning),
+		pod("stray", "other", "a-loader-6-8", "w9", corev1.PodRunning),
+	)
+	rows, err := Loaders(context.Background(), c)
+	require.NoError(t, err)
+	require.Equal(t, []LoaderRow{
+		{Module: "kmm/a", Kernel: "5.15.0-105-generic", DaemonSet: "a-loader-5-15", Nodes: []string{"w1", "w2"}, Running: 1, Desired: 2},
+		{Module: "kmm/a", Kernel: "6.8.0-51-generic", DaemonSet: "a-loader-6-8", Nodes: []string{"w3"}, Running: 1, Desired: 1},
+	}, rows)
+	var b bytes.Buffer
+	require.NoError(t, LoaderTable(&b, rows))
+	assert.Equal(t, "MODULE  KERNEL              DAEMONSET      NODES  RUNNING\nkmm/a   5.15.0-105-generic  a-loader-5-15  w1,w2  1/2\nkmm/a   6.8.0-51-generic    a-loader-6-8   w3     1/1\n", b.String())
 }
