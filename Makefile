@@ -65,7 +65,7 @@ plugin: build ## Lay out the Helm 4 post-renderer plugin in bin/plugin/kmm-rende
 ##@ Test
 
 .PHONY: test
-test: tools build lint-chart ## Run every test: unit, golden, chart lint and end-to-end against a local control plane.
+test: tools build lint ## Run every test: unit, golden, chart lint and end-to-end against a local control plane.
 	KUBEBUILDER_ASSETS=$(ASSETS) $(GO) test -count=1 ./...
 
 .PHONY: unit
@@ -81,7 +81,7 @@ bench: ## Run the benchmarks (speed and memory targets).
 	$(GO) test -run '^$$' -bench . -benchmem ./pkg/...
 
 .PHONY: lint
-lint: lint-chart ## gofmt, go vet and helm lint --strict.
+lint: lint-chart check-generated ## gofmt, go vet, helm lint --strict, generated files up to date.
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
 	$(GO) vet ./...
 
@@ -89,6 +89,27 @@ lint: lint-chart ## gofmt, go vet and helm lint --strict.
 lint-chart: $(HELM3) ## helm lint --strict, with the default values and each example's.
 	$(HELM3) lint --strict charts/kmm
 	@for e in eks gke ubuntu; do $(HELM3) lint --strict charts/kmm -f examples/$$e/values.yaml || exit 1; done
+
+##@ Generate
+
+.PHONY: generate
+generate: ## Regenerate deepcopy code and CRDs (controller-gen), the chart's CRD templates and schema, and the chart README.
+	CONTROLLER_GEN_VERSION=$(CONTROLLER_GEN_VERSION) GO=$(GO) bash hack/gen-crds.sh
+	bash hack/chart-crds.sh
+	$(GO) run ./hack/chartdoc
+
+.PHONY: chart-readme
+chart-readme: ## Regenerate charts/kmm/README.md from values.yaml and values.schema.json.
+	$(GO) run ./hack/chartdoc
+
+.PHONY: check-generated
+check-generated: ## Fail if generated code, CRDs, the chart's CRD templates, schema or README are stale.
+	@tmp=$$(mktemp -d) && cp -r api config $$tmp/ && \
+		CONTROLLER_GEN_VERSION=$(CONTROLLER_GEN_VERSION) GO=$(GO) bash hack/gen-crds.sh && \
+		if ! diff -r $$tmp/api api >/dev/null || ! diff -r $$tmp/config config >/dev/null; then \
+			echo "api/ or config/crd is stale: run make generate"; rm -rf $$tmp; exit 1; fi; rm -rf $$tmp
+	bash hack/chart-crds.sh --check
+	$(GO) run ./hack/chartdoc -check
 
 ##@ Use
 

@@ -49,6 +49,13 @@ func TestModulesFromValuesExamples(t *testing.T) {
 						Key: "nvidia.com/gpu", Operator: corev1.TolerationOpEqual, Value: "true", Effect: corev1.TaintEffectNoSchedule,
 					}},
 				},
+				{
+					id:            "kmm-demo/kmm-ci-b",
+					selector:      map[string]string{"eks.amazonaws.com/nodegroup": "al2023-ng"},
+					mappings:      []string{`regexp ^6\.1\.\d+-\d+\.\d+\.amzn2023\.x86_64$`},
+					mappingImages: []string{"123456789012.dkr.ecr.us-west-2.amazonaws.com/kmm/kmm-ci-b:${KERNEL_FULL_VERSION}"},
+					via:           "operator",
+				},
 			},
 		},
 		{

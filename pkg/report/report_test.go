@@ -75,6 +75,9 @@ func TestKernelTableEKS(t *testing.T) {
 			"none (no loader)", "-"},
 		{"6.1.112-122.189.amzn2023.x86_64", "2", "eks", "al2023", "6.1.112-122.189.amzn2023.x86_64", "kmm-demo/kmm-ci-a", "2",
 			`#2 regexp ^6\.1\.\d+-\d+\.\d+\.amzn2023\.x86_64$`, ecr + "kmm-ci-a:6.1.112-122.189.amzn2023.x86_64"},
+		// kmm-ci-b is handed to the KMM controller (via: operator); it maps the same way.
+		{"6.1.112-122.189.amzn2023.x86_64", "2", "eks", "al2023", "6.1.112-122.189.amzn2023.x86_64", "kmm-demo/kmm-ci-b", "2",
+			`#0 regexp ^6\.1\.\d+-\d+\.\d+\.amzn2023\.x86_64$`, ecr + "kmm-ci-b:6.1.112-122.189.amzn2023.x86_64"},
 	}
 	require.Len(t, rows, len(want))
 	for i := range want {

@@ -24,8 +24,9 @@ var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
 
 const chartDir = "../../charts/kmm"
 
-// render runs `helm template kmm charts/kmm -n kmm-system -f values --post-renderer kmm-render
-// --nodes nodes` in process; post may be nil for no post-renderer.
+// render runs `helm template kmm charts/kmm -n kmm-system -f values --set certManager.enabled=true
+// --api-versions kmm.sigs.x-k8s.io/v1beta1/Module --post-renderer kmm-render --nodes nodes` in
+// process; post may be nil for no post-renderer.
 func render(t *testing.T, values string, post *postrender.Renderer) (string, error) {
 	t.Helper()
 	chrt, err := loader.Load(chartDir)
@@ -35,6 +36,11 @@ func render(t *testing.T, values string, post *postrender.Renderer) (string, err
 		vals, err = chartutil.ReadValuesFile(values)
 		require.NoError(t, err)
 	}
+	// A self-signed webhook certificate is generated anew on every render without a cluster;
+	// with cert-manager the output is deterministic, which golden files need.
+	vals["certManager"] = map[string]any{"enabled": true}
+	// The CRDs are generated (make generate, checked by make lint); they would only bloat these.
+	vals["crds"] = map[string]any{"enabled": false}
 	install := action.NewInstall(&action.Configuration{Log: func(string, ...any) {}})
 	install.DryRun = true
 	install.ClientOnly = true
@@ -42,6 +48,8 @@ func render(t *testing.T, values string, post *postrender.Renderer) (string, err
 	install.ReleaseName = "kmm"
 	install.Namespace = "kmm-system"
 	install.KubeVersion = &chartutil.KubeVersion{Version: "v1.37.2", Major: "1", Minor: "37"}
+	// As on a cluster that already serves the Module CRD (the release's second revision).
+	install.APIVersions = []string{"kmm.sigs.x-k8s.io/v1beta1/Module"}
 	if post != nil {
 		install.PostRenderer = postrender.HelmV3(context.Background(), post)
 	}

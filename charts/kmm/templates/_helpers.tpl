@@ -122,3 +122,210 @@ the module's container spec.
 {{- with $c.containerImage }}{{ $_ := set $spec "containerImage" . }}{{ end }}
 {{- toJson $spec }}
 {{- end }}
+
+{{/* ---- The KMM controller, its webhook and CRDs ---- */}}
+
+{{/* Labels of a component's objects. Call with (dict "ctx" $ "component" "controller"). */}}
+{{- define "kmm.componentLabels" -}}
+{{ include "kmm.labels" .ctx }}
+app.kubernetes.io/component: {{ .component }}
+app.kubernetes.io/part-of: kmm
+{{- end }}
+
+{{/* Selector labels of a component's pods. Call with (dict "ctx" $ "component" "controller"). */}}
+{{- define "kmm.componentSelectorLabels" -}}
+{{ include "kmm.selectorLabels" .ctx }}
+app.kubernetes.io/component: {{ .component }}
+{{- end }}
+
+{{/* Name of a component's objects: <fullname>-<suffix>, at most 63 characters. */}}
+{{- define "kmm.componentName" -}}
+{{- $root := index . 0 }}{{- $suffix := index . 1 }}
+{{- printf "%s-%s" (include "kmm.fullname" $root | trunc (int (sub 62 (len $suffix)))) $suffix | trimSuffix "-" }}
+{{- end }}
+
+{{- define "kmm.controller.name" -}}{{ include "kmm.componentName" (list . "controller") }}{{- end }}
+{{- define "kmm.webhook.name" -}}{{ include "kmm.componentName" (list . "webhook") }}{{- end }}
+{{- define "kmm.config.name" -}}{{ include "kmm.componentName" (list . "manager-config") }}{{- end }}
+
+{{- define "kmm.controller.serviceAccountName" -}}
+{{- if .Values.controller.serviceAccount.create }}
+{{- default (include "kmm.controller.name" .) .Values.controller.serviceAccount.name }}
+{{- else }}
+{{- required "controller.serviceAccount.name is required when controller.serviceAccount.create is false" .Values.controller.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "kmm.webhook.serviceAccountName" -}}
+{{- if .Values.webhook.serviceAccount.create }}
+{{- default (include "kmm.webhook.name" .) .Values.webhook.serviceAccount.name }}
+{{- else }}
+{{- required "webhook.serviceAccount.name is required when webhook.serviceAccount.create is false" .Values.webhook.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* Whether the webhook is rendered: it needs the controller. Prints "true" or nothing. */}}
+{{- define "kmm.webhook.enabled" -}}
+{{- if and .Values.controller.enabled .Values.webhook.enabled }}true{{ end }}
+{{- end }}
+
+{{/* An image reference from {repository, tag, digest}: the digest wins over the tag. */}}
+{{- define "kmm.image" -}}
+{{- if .digest }}
+{{- printf "%s@%s" .repository .digest }}
+{{- else }}
+{{- printf "%s:%s" .repository (required (printf "image %s: a tag or a digest is required" .repository) (toString .tag)) }}
+{{- end }}
+{{- end }}
+
+{{/* The port of a "host:port" bind address. */}}
+{{- define "kmm.bindPort" -}}
+{{- regexFind "[0-9]+$" (toString .) }}
+{{- end }}
+
+{{/* Whether the controller serves metrics (bindAddress "0" turns them off). Prints "true" or nothing. */}}
+{{- define "kmm.metrics.enabled" -}}
+{{- $addr := toString (dig "metrics" "bindAddress" "0.0.0.0:8443" .Values.controller.config) }}
+{{- if ne $addr "0" }}true{{ end }}
+{{- end }}
+
+{{/* The webhook Service name and its in-cluster DNS names. */}}
+{{- define "kmm.webhook.serviceName" -}}{{ include "kmm.componentName" (list . "webhook-service") }}{{- end }}
+{{- define "kmm.webhook.dnsNames" -}}
+{{- $svc := include "kmm.webhook.serviceName" . }}
+{{- toJson (list (printf "%s.%s.svc" $svc .Release.Namespace) (printf "%s.%s.svc.cluster.local" $svc .Release.Namespace)) }}
+{{- end }}
+
+{{/* The Secret that holds the webhook's serving certificate. */}}
+{{- define "kmm.webhook.tlsSecretName" -}}
+{{- if .Values.certManager.enabled }}
+{{- include "kmm.componentName" (list . "webhook-tls") }}
+{{- else }}
+{{- include "kmm.componentName" (list . "webhook-selfsigned-tls") }}
+{{- end }}
+{{- end }}
+
+{{/* cert-manager Certificate of the webhook, as "<namespace>/<name>" for cainjector. */}}
+{{- define "kmm.webhook.certificateName" -}}{{ include "kmm.componentName" (list . "webhook") }}{{- end }}
+{{- define "kmm.webhook.injectCAFrom" -}}{{ printf "%s/%s" .Release.Namespace (include "kmm.webhook.certificateName" .) }}{{- end }}
+
+{{/*
+The self-signed webhook CA and serving certificate, base64-encoded PEM, as JSON {ca, crt, key}.
+Reused from the existing Secret when the cluster has one (so that `helm upgrade` does not rotate
+them), else generated. Computed once per render and cached, so that the Secret, the
+ValidatingWebhookConfiguration and the CRD conversion webhook all carry the same CA.
+*/}}
+{{- define "kmm.webhook.selfSignedTLS" -}}
+{{- if not (hasKey .Values "__kmmWebhookTLS") }}
+{{- $name := include "kmm.webhook.tlsSecretName" . }}
+{{- $existing := lookup "v1" "Secret" .Release.Namespace $name }}
+{{- $data := dict }}
+{{- if $existing }}{{ $data = default dict $existing.data }}{{ end }}
+{{- $tls := dict }}
+{{- if and (index $data "ca.crt") (index $data "tls.crt") (index $data "tls.key") }}
+{{- $tls = dict "ca" (index $data "ca.crt") "crt" (index $data "tls.crt") "key" (index $data "tls.key") }}
+{{- else }}
+{{- $days := int .Values.webhook.selfSignedValidityDays }}
+{{- $dns := include "kmm.webhook.dnsNames" . | fromJsonArray }}
+{{- $ca := genCA (printf "%s-webhook-ca" (include "kmm.fullname" .)) $days }}
+{{- $cert := genSignedCert (first $dns) nil $dns $days $ca }}
+{{- $tls = dict "ca" ($ca.Cert | b64enc) "crt" ($cert.Cert | b64enc) "key" ($cert.Key | b64enc) }}
+{{- end }}
+{{- $_ := set .Values "__kmmWebhookTLS" $tls }}
+{{- end }}
+{{- toJson (get .Values "__kmmWebhookTLS") }}
+{{- end }}
+
+{{/* The caBundle of a webhook clientConfig: empty with cert-manager (cainjector fills it). */}}
+{{- define "kmm.webhook.caBundle" -}}
+{{- if not .Values.certManager.enabled }}
+{{- (include "kmm.webhook.selfSignedTLS" . | fromJson).ca }}
+{{- end }}
+{{- end }}
+
+{{/* Annotations of the generated CRD templates. Call with (dict "ctx" $ "conversion" true|false). */}}
+{{- define "kmm.crd.annotations" -}}
+{{- $root := .ctx }}
+{{- if $root.Values.crds.keep }}
+helm.sh/resource-policy: keep
+{{- end }}
+{{- if and .conversion (include "kmm.webhook.enabled" $root) $root.Values.certManager.enabled }}
+cert-manager.io/inject-ca-from: {{ include "kmm.webhook.injectCAFrom" $root }}
+{{- end }}
+{{- end }}
+
+{{/*
+spec.conversion of a CRD with several versions (PreflightValidation v1beta1 <-> v1beta2): the
+webhook server converts, as upstream's config/crd patches set up. Without the webhook: None.
+*/}}
+{{- define "kmm.crd.conversion" -}}
+{{- if include "kmm.webhook.enabled" . }}
+conversion:
+  strategy: Webhook
+  webhook:
+    clientConfig:
+      service:
+        name: {{ include "kmm.webhook.serviceName" . }}
+        namespace: {{ .Release.Namespace }}
+        path: /convert
+        port: {{ .Values.webhook.servicePort }}
+      {{- with include "kmm.webhook.caBundle" . }}
+      caBundle: {{ . }}
+      {{- end }}
+    conversionReviewVersions:
+      - v1beta2
+      - v1beta1
+{{- else }}
+conversion:
+  strategy: None
+{{- end }}
+{{- end }}
+
+{{/*
+Scheduling of a component's pods: nodeSelector, affinity, tolerations, priorityClassName. The
+webhook's empty fields fall back to the controller's. Call with (list $ .Values.webhook).
+*/}}
+{{- define "kmm.scheduling" -}}
+{{- $root := index . 0 }}{{- $own := index . 1 }}
+{{- $c := $root.Values.controller }}
+{{- with ($own.nodeSelector | default $c.nodeSelector) }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with ($own.affinity | default $c.affinity) }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with ($own.tolerations | default $c.tolerations) }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with ($own.priorityClassName | default $c.priorityClassName) }}
+priorityClassName: {{ . }}
+{{- end }}
+{{- end }}
+
+{{/* imagePullSecrets of the chart's own pods. */}}
+{{- define "kmm.imagePullSecrets" -}}
+{{- with .Values.imagePullSecrets }}
+imagePullSecrets:
+  {{- range . }}
+  - name: {{ if kindIs "map" . }}{{ .name }}{{ else }}{{ . }}{{ end }}
+  {{- end }}
+{{- end }}
+{{- end }}
+
+{{/* The operator ConfigMap's content (controller_config.yaml). */}}
+{{- define "kmm.config.content" -}}
+{{- toYaml .Values.controller.config }}
+{{- end }}
+
+{{/* Namespace of a `via: operator` module, with KMM's 41-character rule enforced. Call with (list $ $module). */}}
+{{- define "kmm.operatorModule.namespace" -}}
+{{- $root := index . 0 }}{{- $m := index . 1 }}
+{{- $ns := include "kmm.module.namespace" (list $root $m) }}
+{{- if gt (add (len $m.name) (len $ns)) 41 }}
+{{- fail (printf "module %s/%s (via: operator): name and namespace are %d characters together; KMM allows at most 41 (its node labels kmm.node.kubernetes.io/<namespace>.<name>.ready must fit 63)" $ns $m.name (add (len $m.name) (len $ns))) }}
+{{- end }}
+{{- $ns }}
+{{- end }}
