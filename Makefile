@@ -90,6 +90,32 @@ lint-chart: $(HELM3) ## helm lint --strict, with the default values and each exa
 	$(HELM3) lint --strict charts/kmm
 	@for e in eks gke ubuntu; do $(HELM3) lint --strict charts/kmm -f examples/$$e/values.yaml || exit 1; done
 
+##@ Local cluster and demo
+
+CLUSTER_NODES ?= examples/$(DEMO)/nodes.yaml
+
+.PHONY: kmm-cluster
+kmm-cluster:
+	@mkdir -p $(BIN)
+	@$(GO) build -o $(BIN)/kmm-cluster ./cmd/kmm-cluster
+
+.PHONY: cluster-up
+cluster-up: tools kmm-cluster ## Start a local control plane with kwok nodes (CLUSTER_NODES=examples/eks/nodes.yaml); prints the kubeconfig.
+	@$(BIN)/kmm-cluster up --nodes $(CLUSTER_NODES)
+
+.PHONY: cluster-down
+cluster-down: kmm-cluster ## Stop the local control plane started by cluster-up or demo.
+	@$(BIN)/kmm-cluster down
+
+.PHONY: demo
+demo: ## The main job on a built-in default: a local EKS-shaped cluster, the chart installed through kmm-render, loaders per kernel (DEMO=gke|ubuntu for the others).
+	@echo "==> building kmm-render and the local control plane, kwok and helm into bin/ (the first build takes 10-15 minutes on 2 cores; later runs take seconds)"
+	@$(MAKE) --no-print-directory tools build kmm-cluster
+	@$(BIN)/kmm-cluster down >/dev/null 2>&1 || true
+	@echo "==> starting a local cluster (etcd, kube-apiserver, controller manager, scheduler, kwok) with the nodes of examples/$(DEMO)/nodes.yaml"
+	@$(BIN)/kmm-cluster up --nodes examples/$(DEMO)/nodes.yaml
+	@$(BIN)/kmm-cluster demo --example $(DEMO)
+
 ##@ Generate
 
 .PHONY: generate
