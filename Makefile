@@ -72,6 +72,10 @@ test: tools build lint ## Run every test: unit, golden, chart lint and end-to-en
 unit: ## Run the tests that need no control plane (quick).
 	$(GO) test -count=1 $$($(GO) list ./... | grep -v /test/e2e)
 
+.PHONY: e2e
+e2e: tools build ## Run the end-to-end tests only: local control plane, Helm 3 and 4, every example.
+	KUBEBUILDER_ASSETS=$(ASSETS) $(GO) test -count=1 -v -timeout 20m ./test/e2e
+
 .PHONY: golden
 golden: ## Rewrite golden files after an intended change (then review git diff).
 	$(GO) test ./test/golden ./pkg/... -update
@@ -102,6 +106,10 @@ kmm-cluster:
 .PHONY: cluster-up
 cluster-up: tools kmm-cluster ## Start a local control plane with kwok nodes (CLUSTER_NODES=examples/eks/nodes.yaml); prints the kubeconfig.
 	@$(BIN)/kmm-cluster up --nodes $(CLUSTER_NODES)
+
+.PHONY: cluster-status
+cluster-status: kmm-cluster ## Show the local cluster's processes.
+	@$(BIN)/kmm-cluster status
 
 .PHONY: cluster-down
 cluster-down: kmm-cluster ## Stop the local control plane started by cluster-up or demo.

@@ -97,7 +97,7 @@ func newRootCommand() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newUpCommand(), newDownCommand(), newStatusCommand(), newServeCommand())
+	root.AddCommand(newUpCommand(), newDownCommand(), newStatusCommand(), newDemoCommand(), newServeCommand())
 	return root
 }
 
@@ -105,6 +105,7 @@ func newUpCommand() *cobra.Command {
 	var d dirFlag
 	var nodes, assets string
 	var timeout time.Duration
+	var certManager bool
 	cmd := &cobra.Command{
 		Use:   "up --nodes FILE [--dir DIR]",
 		Short: "Start the cluster in the background and wait until its nodes are Ready",
@@ -161,7 +162,8 @@ func newUpCommand() *cobra.Command {
 				return err
 			}
 			defer devnull.Close()
-			child := exec.Command(exe, "serve", "--dir", dir, "--nodes", nodes, "--assets", assets)
+			child := exec.Command(exe, "serve", "--dir", dir, "--nodes", nodes, "--assets", assets,
+				fmt.Sprintf("--cert-manager-crds=%t", certManager))
 			child.Stdin, child.Stdout, child.Stderr = devnull, logf, logf
 			child.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 			if err := child.Start(); err != nil {
@@ -198,6 +200,7 @@ func newUpCommand() *cobra.Command {
 	cmd.Flags().StringVar(&nodes, "nodes", "", "node snapshot whose Nodes to create (kubectl get nodes -o yaml)")
 	cmd.Flags().StringVar(&assets, "assets", "", "folder with the control plane binaries (default $KUBEBUILDER_ASSETS, else <repo>/bin/assets)")
 	cmd.Flags().DurationVar(&timeout, "timeout", 5*time.Minute, "how long to wait for the cluster and its nodes")
+	cmd.Flags().BoolVar(&certManager, "cert-manager-crds", true, "create cert-manager's CRDs (no controller), which the examples' certManager.enabled needs")
 	return cmd
 }
 
@@ -213,6 +216,7 @@ func countNodes(path string) int {
 func newServeCommand() *cobra.Command {
 	var d dirFlag
 	var nodes, assets string
+	var certManager bool
 	cmd := &cobra.Command{
 		Use:    "serve",
 		Short:  "Run the cluster in the foreground until SIGTERM or SIGINT (what `up` runs detached)",
@@ -242,7 +246,7 @@ func newServeCommand() *cobra.Command {
 			}
 			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 			defer stop()
-			c, err := cluster.Start(ctx, cluster.Options{AssetsDir: assets, Nodes: nodes, WorkDir: s.WorkDir, Log: cmd.ErrOrStderr()})
+			c, err := cluster.Start(ctx, cluster.Options{AssetsDir: assets, Nodes: nodes, WorkDir: s.WorkDir, Log: cmd.ErrOrStderr(), CertManagerCRDs: certManager})
 			if err != nil {
 				s.Error = err.Error()
 				_ = writeState(dir, s)
@@ -281,6 +285,7 @@ func newServeCommand() *cobra.Command {
 	d.register(cmd)
 	cmd.Flags().StringVar(&nodes, "nodes", "", "node snapshot whose Nodes to create")
 	cmd.Flags().StringVar(&assets, "assets", "", "folder with the control plane binaries")
+	cmd.Flags().BoolVar(&certManager, "cert-manager-crds", true, "create cert-manager's CRDs")
 	return cmd
 }
 

@@ -22,6 +22,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -48,6 +49,9 @@ type Options struct {
 	Log io.Writer
 	// StartTimeout bounds the start of etcd and kube-apiserver each. Default 60 s.
 	StartTimeout time.Duration
+	// CertManagerCRDs installs CertManagerCRDs (a stand-in for cert-manager, which the
+	// examples expect) once the control plane is up.
+	CertManagerCRDs bool
 }
 
 // Cluster is a running local control plane.
@@ -72,8 +76,9 @@ type Cluster struct {
 	dog        *watchdog
 	removeWork bool
 
-	stopOnce sync.Once
-	stopErr  error
+	stopOnce    sync.Once
+	stopErr     error
+	interrupted atomic.Bool
 }
 
 // Start starts etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok, writes an
@@ -135,7 +140,11 @@ func Start(ctx context.Context, o Options) (_ *Cluster, retErr error) {
 		}
 	}()
 
-	dog, err := startWatchdog(c.logPath("watchdog"))
+	removeDir := ""
+	if c.removeWork {
+		removeDir = c.WorkDir
+	}
+	dog, err := startWatchdog(c.logPath("watchdog"), removeDir)
 	if err != nil {
 		return nil, err
 	}
@@ -146,6 +155,11 @@ func Start(ctx context.Context, o Options) (_ *Cluster, retErr error) {
 	}
 	if err := c.startComponents(ctx); err != nil {
 		return nil, err
+	}
+	if o.CertManagerCRDs {
+		if err := c.InstallCertManagerCRDs(ctx); err != nil {
+			return nil, fmt.Errorf("installing cert-manager's CRDs: %w", err)
+		}
 	}
 	if o.Nodes != "" {
 		if err := c.CreateNodes(ctx, o.Nodes); err != nil {
@@ -192,8 +206,7 @@ func (c *Cluster) startControlPlane(o Options) error {
 	api.Out, api.Err = apiLog, apiLog
 	api.Configure().
 		Set("allow-privileged", "true").
-		Set("service-cluster-ip-range", "10.0.0.0/24").
-		Set("advertise-address", "127.0.0.1")
+		Set("service-cluster-ip-range", "10.0.0.0/24")
 	c.env = env
 
 	c.logf("starting etcd and kube-apiserver (envtest, %s)", c.AssetsDir)
@@ -399,8 +412,6 @@ func (c *Cluster) LogSummary() string { return c.logSummary(0) }
 func (c *Cluster) Stop() error {
 	c.stopOnce.Do(func() {
 		var errs []error
-		// The watchdog would kill the processes below the moment it is stopped by other means.
-		c.dog.disarm()
 		for i := len(c.procs) - 1; i >= 0; i-- {
 			if err := c.procs[i].stop(5 * time.Second); err != nil {
 				errs = append(errs, err)
@@ -417,6 +428,8 @@ func (c *Cluster) Stop() error {
 				_ = syscall.Kill(p.Pid, syscall.SIGKILL)
 			}
 		}
+		// Armed until here: should this process die while stopping, the watchdog finishes.
+		c.dog.disarm()
 		if c.removeWork && !c.Keep && c.WorkDir != "" {
 			if err := os.RemoveAll(c.WorkDir); err != nil {
 				errs = append(errs, err)
@@ -437,6 +450,7 @@ func (c *Cluster) StopOnSignal() (cancel func()) {
 	go func() {
 		select {
 		case sig := <-ch:
+			c.interrupted.Store(true)
 			fmt.Fprintf(os.Stderr, "cluster: %s: stopping the local cluster\n", sig)
 			if err := c.Stop(); err != nil {
 				fmt.Fprintf(os.Stderr, "cluster: %v\n", err)
@@ -450,6 +464,9 @@ func (c *Cluster) StopOnSignal() (cancel func()) {
 		close(done)
 	}
 }
+
+// Interrupted reports whether StopOnSignal caught a signal (and so stopped the cluster).
+func (c *Cluster) Interrupted() bool { return c.interrupted.Load() }
 
 // EnsureNamespace creates a namespace unless it exists.
 func (c *Cluster) EnsureNamespace(ctx context.Context, name string) error {

@@ -34,12 +34,21 @@ func (c *Cluster) HelmBinary(version int) (string, error) {
 	return filepath.Join(c.AssetsDir, fmt.Sprintf("helm%d", version)), nil
 }
 
+func (c *Cluster) helmHome(version int) string {
+	return filepath.Join(c.WorkDir, fmt.Sprintf("helm%d", version))
+}
+
+// HelmCacheHome is HELM_CACHE_HOME of helm3 or helm4 (see HelmEnv).
+func (c *Cluster) HelmCacheHome(version int) string {
+	return filepath.Join(c.helmHome(version), "cache")
+}
+
 // HelmEnv is the environment Helm runs with: this process's, minus HELM_* and KUBECONFIG,
 // plus KUBECONFIG=c.Kubeconfig and HELM_DATA_HOME, HELM_CONFIG_HOME and HELM_CACHE_HOME in
 // WorkDir/helm<version>/ (HELM_PLUGINS unset: Helm 4 installs plugins under HELM_DATA_HOME
 // but looks them up in HELM_PLUGINS, so setting it elsewhere loses them).
 func (c *Cluster) HelmEnv(version int) []string {
-	base := filepath.Join(c.WorkDir, fmt.Sprintf("helm%d", version))
+	base := c.helmHome(version)
 	var env []string
 	for _, kv := range os.Environ() {
 		k, _, _ := strings.Cut(kv, "=")
@@ -52,7 +61,7 @@ func (c *Cluster) HelmEnv(version int) []string {
 		"KUBECONFIG="+c.Kubeconfig,
 		"HELM_DATA_HOME="+filepath.Join(base, "data"),
 		"HELM_CONFIG_HOME="+filepath.Join(base, "config"),
-		"HELM_CACHE_HOME="+filepath.Join(base, "cache"),
+		"HELM_CACHE_HOME="+c.HelmCacheHome(version),
 	)
 }
 
@@ -68,7 +77,6 @@ func (c *Cluster) Helm(ctx context.Context, version int, args ...string) (stdout
 	cmd.Env = c.HelmEnv(version)
 	cmd.Stdout = &out
 	cmd.Stderr = &errb
-	cmd.Dir = c.WorkDir
 	err = cmd.Run()
 	if err != nil {
 		err = fmt.Errorf("helm%d %s: %w", version, strings.Join(args, " "), err)

@@ -175,7 +175,8 @@ func childrenRunning(path string) []int {
 
 // watchdogScript reads "pid starttime" lines from standard input; when standard input closes
 // (the harness process exited, however it exited) it sends SIGTERM, then SIGKILL five seconds
-// later, to every listed process that is still the process it was (same start time).
+// later, to every listed process that is still the process it was (same start time), and
+// removes the folder given as $1, if any (a work folder the harness created).
 const watchdogScript = `
 trap '' INT HUP
 list=""
@@ -190,6 +191,7 @@ same() {
 for e in $list; do same "${e%%:*}" "${e##*:}" && kill -TERM "${e%%:*}" 2>/dev/null; done
 sleep 5
 for e in $list; do same "${e%%:*}" "${e##*:}" && kill -KILL "${e%%:*}" 2>/dev/null; done
+if [ -n "$1" ]; then sleep 1; rm -rf -- "$1"; fi
 exit 0
 `
 
@@ -200,7 +202,7 @@ type watchdog struct {
 	w   *os.File
 }
 
-func startWatchdog(logPath string) (*watchdog, error) {
+func startWatchdog(logPath, removeDir string) (*watchdog, error) {
 	r, w, err := os.Pipe()
 	if err != nil {
 		return nil, err
@@ -211,7 +213,7 @@ func startWatchdog(logPath string) (*watchdog, error) {
 		w.Close()
 		return nil, err
 	}
-	cmd := exec.Command("/bin/sh", "-c", watchdogScript)
+	cmd := exec.Command("/bin/sh", "-c", watchdogScript, "kmm-cluster-watchdog", removeDir)
 	cmd.Stdin = r
 	cmd.Stdout = logf
 	cmd.Stderr = logf

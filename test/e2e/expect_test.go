@@ -1,0 +1,488 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/yaml"
+
+	"kmm.dev/kmm/pkg/nodes"
+	"kmm.dev/kmm/pkg/render"
+	"kmm.dev/kmm/test/cluster"
+)
+
+const (
+	release          = "kmm"
+	releaseNamespace = "kmm-system"
+	instanceLabel    = "app.kubernetes.io/instance=" + release
+	// loaderLabel selects the release's loader DaemonSets and their ServiceAccounts (the chart
+	// also renders the KMM controller and webhook).
+	loaderLabel = instanceLabel + ",app.kubernetes.io/component=module-loader"
+	pollTimeout = 90 * time.Second
+)
+
+// example is one examples/<name> folder: its values, its nodes and its modules.
+type example struct {
+	name      string
+	values    string // values file the chart is installed with
+	nodesFile string
+	modules   []render.ValuesModule
+	nodes     []nodes.Node  // what the expectation is computed from
+	objects   []corev1.Node // full Node objects of the snapshot
+}
+
+func loadExample(t *testing.T, name string) *example {
+	t.Helper()
+	dir := filepath.Join(repo, "examples", name)
+	ex := &example{name: name, values: filepath.Join(dir, "values.yaml"), nodesFile: filepath.Join(dir, "nodes.yaml")}
+	ex.loadModules(t)
+	var err error
+	if ex.nodes, err = nodes.LoadFile(ex.nodesFile); err != nil {
+		t.Fatal(err)
+	}
+	if ex.objects, err = cluster.LoadNodes(ex.nodesFile); err != nil {
+		t.Fatal(err)
+	}
+	return ex
+}
+
+func (ex *example) loadModules(t *testing.T) {
+	t.Helper()
+	data, err := os.ReadFile(ex.values)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ex.modules, err = render.ModulesFromValues(data, releaseNamespace); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// namespaces the example's modules live in (the chart does not create them).
+func (ex *example) namespaces() []string {
+	var out []string
+	for _, m := range ex.modules {
+		if !slices.Contains(out, m.Spec.Namespace) {
+			out = append(out, m.Spec.Namespace)
+		}
+	}
+	return out
+}
+
+// loaderNamespaces are the namespaces of the helm-managed modules (each gets a loader
+// ServiceAccount).
+func (ex *example) loaderNamespaces() []string {
+	var out []string
+	for _, m := range ex.helmModules() {
+		if !slices.Contains(out, m.Spec.Namespace) {
+			out = append(out, m.Spec.Namespace)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// helmModules are the modules kmm-render expands (not those left to the KMM operator).
+func (ex *example) helmModules() []render.ValuesModule {
+	var out []render.ValuesModule
+	for _, m := range ex.modules {
+		if m.Via == "" || m.Via == "helm" {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// operatorModules are the `via: operator` modules: the chart renders a KMM Module for each.
+func (ex *example) operatorModules() []render.ValuesModule {
+	var out []render.ValuesModule
+	for _, m := range ex.modules {
+		if m.Via == "operator" {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// useExample gives the cluster exactly the example's nodes, with no kmm release and no loader
+// left from an earlier test, and creates the modules' namespaces.
+func useExample(t *testing.T, ctx context.Context, ex *example) {
+	t.Helper()
+	cleanupRelease(t, ctx)
+	if err := kc.ReplaceNodes(ctx, ex.nodesFile); err != nil {
+		t.Fatal(err)
+	}
+	for _, ns := range ex.namespaces() {
+		if err := kc.EnsureNamespace(ctx, ns); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// cleanupRelease removes any kmm release and whatever it left, whichever Helm made it.
+func cleanupRelease(t *testing.T, ctx context.Context) {
+	t.Helper()
+	for _, v := range []int{4, 3} {
+		_, _, _ = kc.Helm(ctx, v, "uninstall", release, "-n", releaseNamespace, "--ignore-not-found", "--wait", "--timeout", "60s")
+	}
+	cs := kc.Client
+	dss, err := cs.AppsV1().DaemonSets("").List(ctx, metav1.ListOptions{LabelSelector: instanceLabel})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ds := range dss.Items {
+		_ = cs.AppsV1().DaemonSets(ds.Namespace).Delete(ctx, ds.Name, metav1.DeleteOptions{})
+	}
+	sas, err := cs.CoreV1().ServiceAccounts("").List(ctx, metav1.ListOptions{LabelSelector: instanceLabel})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, sa := range sas.Items {
+		_ = cs.CoreV1().ServiceAccounts(sa.Namespace).Delete(ctx, sa.Name, metav1.DeleteOptions{})
+	}
+	_ = cs.CoreV1().Secrets(releaseNamespace).DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{LabelSelector: "owner=helm,name=" + release})
+}
+
+// placement is which node runs which module's loader for which kernel.
+type placement map[string]map[string]string // module ID -> node -> kernel
+
+// expected computes, from nodes and values alone, where each module's loaders must run: on
+// every node that its selector picks, whose taints it tolerates, that carries the kernel label
+// and whose kernel a mapping matches.
+func expected(modules []render.ValuesModule, ns []nodes.Node) placement {
+	out := placement{}
+	for _, m := range modules {
+		want := map[string]string{}
+		for _, n := range ns {
+			if n.Kernel == "" || !render.Selects(m.Spec.Selector, m.Tolerations, n) {
+				continue
+			}
+			if _, ok := n.Labels[render.DefaultKernelLabel]; !ok {
+				continue
+			}
+			if m.Spec.KernelMappings.Match(n.Kernel) < 0 {
+				continue
+			}
+			want[n.Name] = n.Kernel
+		}
+		out[m.Spec.ID()] = want
+	}
+	return out
+}
+
+// kernels lists the distinct kernels of a module's placement.
+func kernelsOf(p map[string]string) []string {
+	var out []string
+	for _, k := range p {
+		if !slices.Contains(out, k) {
+			out = append(out, k)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// observed is what the cluster runs for one module.
+type observed struct {
+	dsKernel map[string]string // DaemonSet name -> kernel annotation
+	problems []string
+	pods     map[string]string // node -> kernel of the DaemonSet that owns its pod
+}
+
+func observe(ctx context.Context, m render.ValuesModule) (*observed, error) {
+	sel := render.LabelModuleName + "=" + m.Spec.Name
+	o := &observed{dsKernel: map[string]string{}, pods: map[string]string{}}
+	dss, err := kc.Client.AppsV1().DaemonSets(m.Spec.Namespace).List(ctx, metav1.ListOptions{LabelSelector: sel})
+	if err != nil {
+		return nil, err
+	}
+	for _, ds := range dss.Items {
+		if ds.DeletionTimestamp != nil {
+			o.problems = append(o.problems, fmt.Sprintf("DaemonSet %s is being deleted", ds.Name))
+			continue
+		}
+		k := ds.Annotations[render.AnnotationKernel]
+		if k == "" {
+			o.problems = append(o.problems, fmt.Sprintf("DaemonSet %s has no %s annotation (not expanded by kmm-render?)", ds.Name, render.AnnotationKernel))
+		}
+		o.dsKernel[ds.Name] = k
+	}
+	pods, err := kc.Client.CoreV1().Pods(m.Spec.Namespace).List(ctx, metav1.ListOptions{LabelSelector: sel})
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range pods.Items {
+		if p.DeletionTimestamp != nil {
+			o.problems = append(o.problems, fmt.Sprintf("pod %s on %s is terminating", p.Name, p.Spec.NodeName))
+			continue
+		}
+		if p.Status.Phase != corev1.PodRunning {
+			o.problems = append(o.problems, fmt.Sprintf("pod %s on %q is %s", p.Name, p.Spec.NodeName, p.Status.Phase))
+			continue
+		}
+		owner := ""
+		for _, ref := range p.OwnerReferences {
+			if ref.Kind == "DaemonSet" {
+				owner = ref.Name
+			}
+		}
+		if _, dup := o.pods[p.Spec.NodeName]; dup {
+			o.problems = append(o.problems, fmt.Sprintf("node %s runs more than one loader of the module", p.Spec.NodeName))
+		}
+		o.pods[p.Spec.NodeName] = o.dsKernel[owner]
+	}
+	return o, nil
+}
+
+// diff explains how an observation differs from a module's expected placement; "" if it does not.
+func (o *observed) diff(want map[string]string) string {
+	var lines []string
+	lines = append(lines, o.problems...)
+	gotKernels := map[string]int{}
+	for _, k := range o.dsKernel {
+		gotKernels[k]++
+	}
+	for _, k := range kernelsOf(want) {
+		if gotKernels[k] != 1 {
+			lines = append(lines, fmt.Sprintf("kernel %s: %d DaemonSets, want 1", k, gotKernels[k]))
+		}
+	}
+	for k := range gotKernels {
+		if !slices.Contains(kernelsOf(want), k) {
+			lines = append(lines, fmt.Sprintf("unexpected DaemonSet for kernel %s (no selected node runs it)", k))
+		}
+	}
+	for n, k := range want {
+		got, ok := o.pods[n]
+		switch {
+		case !ok:
+			lines = append(lines, fmt.Sprintf("node %s (kernel %s): no Running loader", n, k))
+		case got != k:
+			lines = append(lines, fmt.Sprintf("node %s (kernel %s): loader of kernel %q", n, k, got))
+		}
+	}
+	for n := range o.pods {
+		if _, ok := want[n]; !ok {
+			lines = append(lines, fmt.Sprintf("node %s: unexpected loader (kernel %s)", n, o.pods[n]))
+		}
+	}
+	sort.Strings(lines)
+	return strings.Join(lines, "\n")
+}
+
+// waitPlacement polls until every module's loaders run exactly where want says.
+func waitPlacement(t *testing.T, ctx context.Context, modules []render.ValuesModule, want placement) {
+	t.Helper()
+	var last string
+	err := poll(ctx, pollTimeout, func() (bool, error) {
+		var diffs []string
+		for _, m := range modules {
+			o, err := observe(ctx, m)
+			if err != nil {
+				return false, err
+			}
+			if d := o.diff(want[m.Spec.ID()]); d != "" {
+				diffs = append(diffs, "module "+m.Spec.ID()+":\n  "+strings.ReplaceAll(d, "\n", "\n  "))
+			}
+		}
+		last = strings.Join(diffs, "\n")
+		return last == "", nil
+	})
+	if err != nil {
+		t.Fatalf("loaders are not where they belong: %v\n%s", err, last)
+	}
+	total := 0
+	for _, m := range modules {
+		total += len(want[m.Spec.ID()])
+	}
+	t.Logf("%d loader pod(s) Running exactly where expected", total)
+}
+
+func poll(ctx context.Context, timeout time.Duration, cond func() (bool, error)) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var lastErr error
+	for {
+		ok, err := cond()
+		if err == nil && ok {
+			return nil
+		}
+		if err != nil {
+			lastErr = err
+		}
+		select {
+		case <-ctx.Done():
+			if lastErr != nil {
+				return fmt.Errorf("timed out after %s (last error: %v)", timeout, lastErr)
+			}
+			return fmt.Errorf("timed out after %s", timeout)
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+// releaseObjects lists the release's DaemonSets ("ns/name") and ServiceAccounts that match a
+// label selector (instanceLabel: all of them; loaderLabel: the loaders').
+func releaseObjects(ctx context.Context, selector string) (dss, sas []string, err error) {
+	dl, err := kc.Client.AppsV1().DaemonSets("").List(ctx, metav1.ListOptions{LabelSelector: selector})
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, d := range dl.Items {
+		if d.DeletionTimestamp == nil {
+			dss = append(dss, d.Namespace+"/"+d.Name)
+		}
+	}
+	sl, err := kc.Client.CoreV1().ServiceAccounts("").List(ctx, metav1.ListOptions{LabelSelector: selector})
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, s := range sl.Items {
+		sas = append(sas, s.Namespace+"/"+s.Name)
+	}
+	sort.Strings(dss)
+	sort.Strings(sas)
+	return dss, sas, nil
+}
+
+// releaseSecrets lists Helm's release records of the kmm release.
+func releaseSecrets(ctx context.Context) ([]string, error) {
+	l, err := kc.Client.CoreV1().Secrets(releaseNamespace).List(ctx, metav1.ListOptions{LabelSelector: "owner=helm,name=" + release})
+	if err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, nil
+		}
+		return nil, err
+	}
+	var out []string
+	for _, s := range l.Items {
+		out = append(out, s.Name)
+	}
+	return out, nil
+}
+
+// loaderPods lists the UIDs of every live loader pod of the modules.
+func loaderPods(ctx context.Context, modules []render.ValuesModule) (map[types.UID]string, error) {
+	out := map[types.UID]string{}
+	for _, m := range modules {
+		l, err := kc.Client.CoreV1().Pods(m.Spec.Namespace).List(ctx, metav1.ListOptions{LabelSelector: render.LabelModuleName + "=" + m.Spec.Name})
+		if err != nil {
+			return nil, err
+		}
+		for _, p := range l.Items {
+			if p.DeletionTimestamp == nil {
+				out[p.UID] = p.Namespace + "/" + p.Name + "@" + p.Spec.NodeName
+			}
+		}
+	}
+	return out, nil
+}
+
+// generations maps each loader DaemonSet and each Deployment of the release to its
+// metadata.generation.
+func generations(ctx context.Context) (map[string]int64, error) {
+	l, err := kc.Client.AppsV1().DaemonSets("").List(ctx, metav1.ListOptions{LabelSelector: loaderLabel})
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]int64{}
+	for _, d := range l.Items {
+		out["DaemonSet "+d.Namespace+"/"+d.Name] = d.Generation
+	}
+	deps, err := kc.Client.AppsV1().Deployments("").List(ctx, metav1.ListOptions{LabelSelector: instanceLabel})
+	if err != nil {
+		return nil, err
+	}
+	for _, d := range deps.Items {
+		out["Deployment "+d.Namespace+"/"+d.Name] = d.Generation
+	}
+	return out, nil
+}
+
+// daemonSetKernels maps each live loader DaemonSet of the release to its kernel annotation.
+func daemonSetKernels(ctx context.Context) (map[string]string, error) {
+	l, err := kc.Client.AppsV1().DaemonSets("").List(ctx, metav1.ListOptions{LabelSelector: loaderLabel})
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]string{}
+	for _, d := range l.Items {
+		if d.DeletionTimestamp == nil {
+			out[d.Namespace+"/"+d.Name] = d.Annotations[render.AnnotationKernel]
+		}
+	}
+	return out, nil
+}
+
+// withoutOperatorModules writes a copy of a values file without its `via: operator` modules.
+func withoutOperatorModules(t *testing.T, values string) string {
+	t.Helper()
+	return editValues(t, values, func(v map[string]any) {
+		mods, _ := v["modules"].([]any)
+		var keep []any
+		for _, mi := range mods {
+			if m, _ := mi.(map[string]any); m["via"] != "operator" {
+				keep = append(keep, mi)
+			}
+		}
+		v["modules"] = keep
+	})
+}
+
+func editValues(t *testing.T, values string, edit func(map[string]any)) string {
+	t.Helper()
+	data, err := os.ReadFile(values)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v map[string]any
+	if err := yaml.Unmarshal(data, &v); err != nil {
+		t.Fatal(err)
+	}
+	edit(v)
+	out, err := yaml.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.CreateTemp(t.TempDir(), "values-*.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.Write(out); err != nil {
+		t.Fatal(err)
+	}
+	return f.Name()
+}
+
+// withExtraLiterals writes a copy of a values file whose modules get extra literal kernel
+// mappings (module name -> kernels), for examples whose mappings are all literal.
+func withExtraLiterals(t *testing.T, values string, extra map[string][]string) string {
+	t.Helper()
+	return editValues(t, values, func(v map[string]any) {
+		mods, _ := v["modules"].([]any)
+		for _, mi := range mods {
+			m := mi.(map[string]any)
+			kernels := extra[m["name"].(string)]
+			if len(kernels) == 0 {
+				continue
+			}
+			c := m["moduleLoader"].(map[string]any)["container"].(map[string]any)
+			maps, _ := c["kernelMappings"].([]any)
+			for _, k := range kernels {
+				maps = append(maps, map[string]any{"literal": k})
+			}
+			c["kernelMappings"] = maps
+		}
+	})
+}

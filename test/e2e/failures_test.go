@@ -1,0 +1,162 @@
+package e2e
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+
+	"kmm.dev/kmm/pkg/render"
+)
+
+// TestInstallFailures: when kmm-render cannot learn the nodes, helm install fails, says why,
+// and creates nothing.
+func TestInstallFailures(t *testing.T) {
+	ex := loadExample(t, "gke")
+	ctx := testContext(t, 3*time.Minute)
+	useExample(t, ctx, ex)
+
+	dir := t.TempDir()
+	unreachable := filepath.Join(dir, "unreachable.kubeconfig")
+	if err := os.WriteFile(unreachable, []byte(`apiVersion: v1
+kind: Config
+clusters:
+- name: nowhere
+  cluster:
+    server: https://127.0.0.1:1
+    insecure-skip-tls-verify: true
+users:
+- name: nobody
+  user:
+    token: nothing
+contexts:
+- name: nowhere
+  context: {cluster: nowhere, user: nobody}
+current-context: nowhere
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	missing := filepath.Join(dir, "does-not-exist", "nodes.yaml")
+	empty := filepath.Join(dir, "empty-nodes.yaml")
+	if err := os.WriteFile(empty, []byte("apiVersion: v1\nkind: List\nitems: []\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	cases := []struct {
+		name string
+		args []string
+		// Helm 3 shows kmm-render's stderr: it must name the problem.
+		helm3Says []string
+	}{
+		{"unreachable cluster", []string{"--kubeconfig", unreachable}, []string{"https://127.0.0.1:1"}},
+		{"missing node file", []string{"--nodes", missing}, []string{missing, "no such file"}},
+		{"node file without nodes", []string{"--nodes", empty}, []string{empty, "holds no nodes"}},
+	}
+	for _, version := range []int{3, 4} {
+		for _, tc := range cases {
+			t.Run(fmt.Sprintf("helm%d/%s", version, tc.name), func(t *testing.T) {
+				args := []string{"install", release, chartDir, "-n", releaseNamespace, "--create-namespace", "-f", ex.values}
+				if version == 3 {
+					args = append(args, "--post-renderer", kmmRender)
+				} else {
+					args = append(args, "--post-renderer", "kmm-render")
+				}
+				for _, a := range tc.args {
+					args = append(args, "--post-renderer-args="+a)
+				}
+				args = append(args, "--wait", "--timeout", "1m")
+				lastError := filepath.Join(kc.HelmCacheHome(version), "kmm-render", "last-error.txt")
+				_ = os.Remove(lastError)
+				stdout, stderr, err := kc.Helm(ctx, version, args...)
+				if err == nil {
+					cleanupRelease(t, ctx)
+					t.Fatalf("helm%d install succeeded; want a failure\nstdout:\n%s\nstderr:\n%s", version, stdout, stderr)
+				}
+				t.Logf("helm%d failed as it should: %s", version, strings.TrimSpace(stderr))
+				wants := tc.helm3Says
+				if version == 4 {
+					// Helm 4 hides the plugin's stderr; its own message names the plugin,
+					// and kmm-render leaves its message in $HELM_CACHE_HOME (README).
+					wants = []string{"kmm-render"}
+					msg, err := os.ReadFile(lastError)
+					if err != nil {
+						t.Errorf("kmm-render left no message for Helm 4 users: %v", err)
+					}
+					for _, w := range tc.helm3Says {
+						if !strings.Contains(string(msg), w) {
+							t.Errorf("%s does not mention %q:\n%s", lastError, w, msg)
+						}
+					}
+				}
+				for _, w := range wants {
+					if !strings.Contains(stderr, w) {
+						t.Errorf("helm%d stderr does not mention %q:\n%s", version, w, stderr)
+					}
+				}
+				dss, sas, err := releaseObjects(ctx, instanceLabel)
+				if err != nil {
+					t.Fatal(err)
+				}
+				secrets, err := releaseSecrets(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(dss)+len(sas)+len(secrets) > 0 {
+					t.Errorf("a failed install left objects behind: DaemonSets %v, ServiceAccounts %v, release secrets %v", dss, sas, secrets)
+					cleanupRelease(t, ctx)
+				}
+			})
+		}
+	}
+}
+
+// TestHelm4PluginReadsKUBECONFIG: Helm 4 passes its environment to the plugin, so with no
+// --post-renderer-args the plugin finds the cluster through KUBECONFIG.
+func TestHelm4PluginReadsKUBECONFIG(t *testing.T) {
+	ex := loadExample(t, "gke")
+	ctx := testContext(t, 2*time.Minute)
+	useExample(t, ctx, ex)
+	out := helm(t, ctx, 4, "template", release, chartDir, "-n", releaseNamespace, "-f", ex.values, "--post-renderer", "kmm-render")
+	got := map[string][]string{} // module name -> kernels of its rendered loaders
+	dec := utilyaml.NewYAMLOrJSONDecoder(strings.NewReader(out), 4096)
+	for {
+		var obj struct {
+			Kind     string `json:"kind"`
+			Metadata struct {
+				Name        string            `json:"name"`
+				Labels      map[string]string `json:"labels"`
+				Annotations map[string]string `json:"annotations"`
+			} `json:"metadata"`
+		}
+		if err := dec.Decode(&obj); err != nil {
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			t.Fatalf("helm4 template output: %v\n%s", err, out)
+		}
+		if obj.Kind != "DaemonSet" {
+			continue
+		}
+		if _, unexpanded := obj.Metadata.Annotations[render.AnnotationExpand]; unexpanded {
+			t.Errorf("DaemonSet %s is an unexpanded loader template", obj.Metadata.Name)
+		}
+		mod := obj.Metadata.Labels[render.LabelModuleName]
+		got[mod] = append(got[mod], obj.Metadata.Annotations[render.AnnotationKernel])
+	}
+	want := expected(ex.helmModules(), ex.nodes)
+	for _, m := range ex.helmModules() {
+		g := got[m.Spec.Name]
+		sort.Strings(g)
+		if w := kernelsOf(want[m.Spec.ID()]); !slices.Equal(g, w) {
+			t.Errorf("module %s: helm4 template rendered loaders for kernels %v, want %v", m.Spec.ID(), g, w)
+		}
+	}
+}
