@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -33,16 +32,12 @@ func newDemoCommand() *cobra.Command {
 		Short: "Install the chart with an example's values through kmm-render and print the loaders per kernel",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			dir, err := d.resolve()
+			dir, s, err := d.state()
 			if err != nil {
 				return err
 			}
-			s, err := readState(dir)
-			if errors.Is(err, os.ErrNotExist) || (err == nil && !s.Ready) {
+			if s == nil || !s.Ready {
 				return fmt.Errorf("no ready cluster in %s: run `kmm-cluster up --nodes examples/%s/nodes.yaml` first", dir, example)
-			}
-			if err != nil {
-				return err
 			}
 			root, err := cluster.RepoRoot()
 			if err != nil {

@@ -64,6 +64,18 @@ func (d *dirFlag) resolve() (string, error) {
 	return filepath.Join(root, "bin", "cluster"), nil
 }
 
+// state resolves the folder and reads the cluster recorded there; s is nil when none is.
+func (d *dirFlag) state() (dir string, s *state, err error) {
+	if dir, err = d.resolve(); err != nil {
+		return "", nil, err
+	}
+	s, err = readState(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return dir, nil, nil
+	}
+	return dir, s, err
+}
+
 func statePath(dir string) string { return filepath.Join(dir, "state.json") }
 
 func readState(dir string) (*state, error) {
@@ -305,17 +317,13 @@ func newDownCommand() *cobra.Command {
 		Short: "Stop the cluster `up` started (only the processes recorded in DIR/state.json)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			dir, err := d.resolve()
+			dir, s, err := d.state()
 			if err != nil {
 				return err
 			}
-			s, err := readState(dir)
-			if errors.Is(err, os.ErrNotExist) {
+			if s == nil {
 				fmt.Fprintf(cmd.ErrOrStderr(), "no cluster recorded in %s; nothing to stop\n", dir)
 				return nil
-			}
-			if err != nil {
-				return err
 			}
 			sup := s.Supervisor
 			if cluster.Alive(sup.Pid, sup.StartTime) {
@@ -401,17 +409,13 @@ func newStatusCommand() *cobra.Command {
 		Short: "Show the recorded cluster and which of its processes run",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			dir, err := d.resolve()
+			dir, s, err := d.state()
 			if err != nil {
 				return err
 			}
-			s, err := readState(dir)
-			if errors.Is(err, os.ErrNotExist) {
+			if s == nil {
 				fmt.Fprintf(cmd.OutOrStdout(), "no cluster recorded in %s\n", dir)
 				return nil
-			}
-			if err != nil {
-				return err
 			}
 			out := cmd.OutOrStdout()
 			fmt.Fprintf(out, "nodes:      %s\nkubeconfig: %s\nready:      %v\nlog:        %s\n", s.Nodes, s.Kubeconfig, s.Ready, s.Log)
