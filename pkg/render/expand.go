@@ -90,6 +90,8 @@ func (t *Template) expandOne(tg Target, kernelLabel string) (*yaml.RNode, error)
 		yaml.ClearAnnotation(AnnotationModule),
 		yaml.SetAnnotation(AnnotationKernel, tg.Kernel),
 		yaml.SetAnnotation(AnnotationMapping, strconv.Itoa(tg.Mapping)+": "+m.KernelMappings[tg.Mapping].Describe()),
+		yaml.SetAnnotation(AnnotationPlatform, tg.Platform),
+		yaml.SetAnnotation(AnnotationOS, tg.OS),
 	} {
 		if err := ds.PipeE(f); err != nil {
 			return nil, err

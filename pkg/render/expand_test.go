@@ -218,6 +218,8 @@ func TestTemplateExpand(t *testing.T) {
 			assert.Equal(t, map[string]string{
 				AnnotationKernel:        tt.kernel,
 				AnnotationMapping:       tt.mapping,
+				AnnotationPlatform:      "generic", // the test's nodes name no cloud and no OS image
+				AnnotationOS:            "unknown",
 				"keep.example.com/note": "kept",
 			}, ds.Annotations)
 			assert.NotContains(t, ds.Annotations, AnnotationExpand)

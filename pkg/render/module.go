@@ -21,6 +21,10 @@ const (
 	AnnotationKernel = "render.kmm.dev/kernel-version"
 	// AnnotationMapping records which kernel mapping picked the image.
 	AnnotationMapping = "render.kmm.dev/kernel-mapping"
+	// AnnotationPlatform and AnnotationOS record where the kernel's nodes run (eks, gke, ubuntu,
+	// generic; al2, al2023, cos, ubuntu, ...), for people and policies reading the cluster.
+	AnnotationPlatform = "render.kmm.dev/platform"
+	AnnotationOS       = "render.kmm.dev/os"
 
 	// LabelKernel carries the kernel label value on generated objects and their pods.
 	LabelKernel = "render.kmm.dev/kernel"

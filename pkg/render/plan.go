@@ -18,6 +18,8 @@ type Target struct {
 	Mapping    int    // index of the kernel mapping that matched
 	Image      string // resolved image
 	Nodes      []string
+	Platform   string // platforms of its nodes (nodes.Detect), comma-separated
+	OS         string // OS families of its nodes (nodes.OSFamily), comma-separated
 }
 
 // Unmatched is a kernel that selected nodes run and no mapping matches.
@@ -138,7 +140,14 @@ func NewPlanForGroups(m *ModuleSpec, tolerations []corev1.Toleration, groups []n
 			return nil, fmt.Errorf("module %s: kernels %q and %q both carry %s=%s; a nodeSelector cannot tell their nodes apart (relabel the nodes of one of them)", m.ID(), other, g.Kernel, kernelLabel, value)
 		}
 		byLabel[value] = g.Kernel
-		p.Targets = append(p.Targets, Target{Kernel: g.Kernel, LabelValue: value, Mapping: idx, Image: img, Nodes: names})
+		tg := Target{Kernel: g.Kernel, LabelValue: value, Mapping: idx, Image: img, Nodes: names,
+			Platform: distinct(g.Nodes, func(n nodes.Node) string { return string(nodes.Detect(n)) }),
+			OS:       distinct(g.Nodes, nodes.OSFamily)}
+		if strings.Contains(tg.OS, "cos") {
+			p.Warnings = append(p.Warnings, fmt.Sprintf("module %s: kernel %s runs on Container-Optimized OS (node(s) %s): COS enforces LoadPin, which refuses out-of-tree modules on CPU and TPU node images; use a GPU or Ubuntu node image for these nodes or expect modprobe to fail",
+				m.ID(), g.Kernel, strings.Join(names, ", ")))
+		}
+		p.Targets = append(p.Targets, tg)
 	}
 	// A node whose label names a target's value but that runs another kernel (a stale or
 	// hand-set label, or a kernel that folds to the same value) would get a module built for
@@ -208,4 +217,18 @@ func nodeNames(ns []nodes.Node) []string {
 		out[i] = n.Name
 	}
 	return out
+}
+
+// distinct is the sorted, comma-separated set of f over ns.
+func distinct(ns []nodes.Node, f func(nodes.Node) string) string {
+	set := map[string]bool{}
+	for _, n := range ns {
+		set[f(n)] = true
+	}
+	out := make([]string, 0, len(set))
+	for k := range set {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return strings.Join(out, ",")
 }

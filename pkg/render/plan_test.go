@@ -412,7 +412,12 @@ func TestNewPlan(t *testing.T) {
 			}
 			require.NoError(t, err)
 			assert.Same(t, m, p.Module)
-			assert.Equal(t, tt.wantTargets, p.Targets)
+			// Where the nodes run is TestPlanPlatforms' concern.
+			got := append([]Target(nil), p.Targets...)
+			for i := range got {
+				got[i].Platform, got[i].OS = "", ""
+			}
+			assert.Equal(t, tt.wantTargets, got)
 			assert.Equal(t, tt.wantUnmatched, p.Unmatched)
 			require.Len(t, p.Warnings, len(tt.wantWarnings), "warnings: %q", p.Warnings)
 			for i, subs := range tt.wantWarnings {
@@ -490,4 +495,42 @@ func TestNewPlanLabelValueCarriedByAnotherKernel(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestPlanPlatforms(t *testing.T) {
+	m := &ModuleSpec{Name: "m", Namespace: "kmm", Selector: map[string]string{"kubernetes.io/os": "linux"},
+		ContainerImage: "r/m:${KERNEL_FULL_VERSION}", KernelMappings: Mappings{{Regexp: "."}}}
+	require.NoError(t, m.Validate())
+	linux := func(extra map[string]string) map[string]string {
+		l := map[string]string{"kubernetes.io/os": "linux"}
+		for k, v := range extra {
+			l[k] = v
+		}
+		return l
+	}
+	ns := []nodes.Node{
+		{Name: "cos", Kernel: "5.10.109+", OSImage: "Container-Optimized OS from Google", ProviderID: "gce://p/z/cos", Labels: linux(nil)},
+		{Name: "al2", Kernel: "5.4.196-108.356.amzn2.x86_64", OSImage: "Amazon Linux 2", ProviderID: "aws:///us-west-2a/i-1", Labels: linux(nil)},
+		{Name: "metal", Kernel: "6.8.0-51-generic", OSImage: "Ubuntu 24.04.1 LTS", Labels: linux(nil)},
+		{Name: "fargate", Kernel: "5.10.1-1.amzn2.x86_64", OSImage: "Amazon Linux 2", Labels: linux(map[string]string{"eks.amazonaws.com/compute-type": "fargate"})},
+	}
+	p, err := NewPlan(m, nil, ns, DefaultKernelLabel)
+	require.NoError(t, err)
+	got := map[string][2]string{}
+	for _, tg := range p.Targets {
+		got[tg.Kernel] = [2]string{tg.Platform, tg.OS}
+	}
+	assert.Equal(t, map[string][2]string{
+		"5.10.109+":                    {"gke", "cos"},
+		"5.4.196-108.356.amzn2.x86_64": {"eks", "al2"},
+		"6.8.0-51-generic":             {"ubuntu", "ubuntu"},
+	}, got, "EKS Fargate nodes run no DaemonSet and get no target")
+	var cos []string
+	for _, w := range p.Warnings {
+		if strings.Contains(w, "LoadPin") {
+			cos = append(cos, w)
+		}
+	}
+	require.Len(t, cos, 1, "warnings: %q", p.Warnings)
+	assert.Contains(t, cos[0], "kernel 5.10.109+ runs on Container-Optimized OS (node(s) cos)")
 }
