@@ -1,6 +1,9 @@
 package nodes
 
-import "strings"
+import (
+	"sort"
+	"strings"
+)
 
 // Platform is the kind of cluster a node belongs to, as far as its Node object tells.
 type Platform string
@@ -62,4 +65,27 @@ func RunsDaemonSets(n Node) bool {
 func hasLabel(n Node, key string) bool {
 	_, ok := n.Labels[key]
 	return ok
+}
+
+// Platforms is the sorted, comma-separated set of the nodes' platforms (Detect).
+func Platforms(ns []Node) string {
+	return distinct(ns, func(n Node) string { return string(Detect(n)) })
+}
+
+// OSFamilies is the sorted, comma-separated set of the nodes' OS families (OSFamily).
+func OSFamilies(ns []Node) string {
+	return distinct(ns, OSFamily)
+}
+
+func distinct(ns []Node, f func(Node) string) string {
+	set := map[string]bool{}
+	for _, n := range ns {
+		set[f(n)] = true
+	}
+	out := make([]string, 0, len(set))
+	for k := range set {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return strings.Join(out, ",")
 }

@@ -141,8 +141,8 @@ func NewPlanForGroups(m *ModuleSpec, tolerations []corev1.Toleration, groups []n
 		}
 		byLabel[value] = g.Kernel
 		tg := Target{Kernel: g.Kernel, LabelValue: value, Mapping: idx, Image: img, Nodes: names,
-			Platform: distinct(g.Nodes, func(n nodes.Node) string { return string(nodes.Detect(n)) }),
-			OS:       distinct(g.Nodes, nodes.OSFamily)}
+			Platform: nodes.Platforms(g.Nodes),
+			OS:       nodes.OSFamilies(g.Nodes)}
 		if strings.Contains(tg.OS, "cos") {
 			p.Warnings = append(p.Warnings, fmt.Sprintf("module %s: kernel %s runs on Container-Optimized OS (node(s) %s): COS enforces LoadPin, which refuses out-of-tree modules on CPU and TPU node images; use a GPU or Ubuntu node image for these nodes or expect modprobe to fail",
 				m.ID(), g.Kernel, strings.Join(names, ", ")))
@@ -217,18 +217,4 @@ func nodeNames(ns []nodes.Node) []string {
 		out[i] = n.Name
 	}
 	return out
-}
-
-// distinct is the sorted, comma-separated set of f over ns.
-func distinct(ns []nodes.Node, f func(nodes.Node) string) string {
-	set := map[string]bool{}
-	for _, n := range ns {
-		set[f(n)] = true
-	}
-	out := make([]string, 0, len(set))
-	for k := range set {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return strings.Join(out, ",")
 }

@@ -5,7 +5,6 @@ package report
 import (
 	"fmt"
 	"io"
-	"sort"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -24,7 +23,7 @@ func KernelTable(w io.Writer, all []nodes.Node, modules []render.ValuesModule, k
 	}
 	fmt.Fprintln(tw, strings.Join(header, "\t"))
 	for _, g := range nodes.ByKernel(all) {
-		row := []string{g.Kernel, strconv.Itoa(len(g.Nodes)), platforms(g.Nodes), osFamilies(g.Nodes), labelValue(g, kernelLabel)}
+		row := []string{g.Kernel, strconv.Itoa(len(g.Nodes)), nodes.Platforms(g.Nodes), nodes.OSFamilies(g.Nodes), labelValue(g, kernelLabel)}
 		if len(modules) == 0 {
 			fmt.Fprintln(tw, strings.Join(row, "\t"))
 			continue
@@ -69,25 +68,4 @@ func labelValue(g nodes.KernelGroup, key string) string {
 		return v + " (unlabelled)"
 	}
 	return "(none possible)"
-}
-
-func platforms(ns []nodes.Node) string {
-	return distinct(ns, func(n nodes.Node) string { return string(nodes.Detect(n)) })
-}
-
-func osFamilies(ns []nodes.Node) string {
-	return distinct(ns, nodes.OSFamily)
-}
-
-func distinct(ns []nodes.Node, f func(nodes.Node) string) string {
-	set := map[string]bool{}
-	for _, n := range ns {
-		set[f(n)] = true
-	}
-	out := make([]string, 0, len(set))
-	for k := range set {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return strings.Join(out, ",")
 }
