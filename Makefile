@@ -68,17 +68,24 @@ plugin: build ## Lay out the Helm 4 post-renderer plugin in bin/plugin/kmm-rende
 test: tools build lint ## Run every test: unit, golden, chart lint and end-to-end against a local control plane.
 	KUBEBUILDER_ASSETS=$(ASSETS) $(GO) test -count=1 ./...
 
+# Packages whose tests take -update to rewrite their golden files.
+GOLDEN_PKGS = $(sort $(dir $(shell grep -rl --include='*_test.go' 'flag\.Bool."update"' pkg test cmd internal 2>/dev/null)))
+
 .PHONY: unit
-unit: ## Run the tests that need no control plane (quick).
-	$(GO) test -count=1 $$($(GO) list ./... | grep -v /test/e2e)
+unit: ## Run the tests that need no control plane and no built tools (quick; works on a fresh clone).
+	$(GO) test -count=1 $$($(GO) list ./... | grep -v -e /test/e2e -e /test/helmcli)
 
 .PHONY: e2e
 e2e: tools build ## Run the end-to-end tests only: local control plane, Helm 3 and 4, every example.
 	KUBEBUILDER_ASSETS=$(ASSETS) $(GO) test -count=1 -v -timeout 20m ./test/e2e
 
 .PHONY: golden
-golden: ## Rewrite golden files after an intended change (then review git diff).
-	$(GO) test ./test/golden ./pkg/... -update
+golden: ## Rewrite every golden file after an intended change (then review git diff).
+	$(GO) test -count=1 $(addprefix ./,$(GOLDEN_PKGS)) -update
+
+.PHONY: check-golden
+check-golden: golden ## Fail if `make golden` changes any committed golden file.
+	@git diff --exit-code --stat -- $(addsuffix testdata,$(GOLDEN_PKGS)) || { echo "golden files are stale: run make golden and review the diff"; exit 1; }
 
 .PHONY: bench
 bench: ## Run the benchmarks (speed and memory targets).

@@ -3,11 +3,11 @@ package main
 import (
 	"fmt"
 	"io"
-	"os"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"kmm.dev/kmm/pkg/chartrender"
 	"kmm.dev/kmm/pkg/nodes"
 	"kmm.dev/kmm/pkg/postrender"
 	"kmm.dev/kmm/pkg/render"
@@ -97,31 +97,43 @@ func newVersionCommand() *cobra.Command {
 
 func newNodesCommand() *cobra.Command {
 	var src sourceFlags
-	var valuesFile, namespace string
+	var o chartrender.Options
 	cmd := &cobra.Command{
-		Use:   "nodes [--nodes FILE | cluster flags] [-f values.yaml]",
+		Use:   "nodes [--nodes FILE | cluster flags] [-f values.yaml] [--set k=v]",
 		Short: "Show the cluster's kernels, and which mapping of which module each one hits",
-		Args:  cobra.NoArgs,
+		Long: `nodes renders the chart as helm template does (its defaults, every -f, --set and
+--set-string; the chart built into kmm-render unless --chart names another), then plans every
+module through exactly the code the post-renderer expands with, and prints one row per kernel and
+module: the table and the DaemonSets cannot disagree.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			var modules []render.ValuesModule
-			if valuesFile != "" {
-				data, err := os.ReadFile(valuesFile)
-				if err != nil {
-					return fmt.Errorf("reading values: %w", err)
-				}
-				if modules, err = render.ModulesFromValues(data, namespace); err != nil {
-					return fmt.Errorf("%s: %w", valuesFile, err)
-				}
-			}
-			ns, err := src.source()(cmd.Context())
+			rendered, err := chartrender.Render(cmd.Context(), o)
 			if err != nil {
 				return err
 			}
-			return report.KernelTable(cmd.OutOrStdout(), ns, modules, src.kernelLabel)
+			r := postrender.New(postrender.Options{
+				Nodes:       src.source(),
+				KernelLabel: src.kernelLabel,
+				Warnings:    cmd.ErrOrStderr(),
+			})
+			res, err := r.Plan(cmd.Context(), []byte(rendered.Manifests))
+			if err != nil {
+				return err
+			}
+			plans := make([]*render.Plan, len(res.Plans))
+			for i := range res.Plans {
+				plans[i] = res.Plans[i].Plan
+			}
+			return report.KernelTable(cmd.OutOrStdout(), res.Kernels, plans, src.kernelLabel)
 		},
 	}
 	src.register(cmd)
-	cmd.Flags().StringVarP(&valuesFile, "values", "f", "", "chart values file whose modules to match against the kernels")
-	cmd.Flags().StringVarP(&namespace, "namespace", "n", "default", "namespace of modules that set none (the release namespace)")
+	fl := cmd.Flags()
+	fl.StringArrayVarP(&o.ValueFiles, "values", "f", nil, "chart values file (repeatable, as helm's -f)")
+	fl.StringArrayVar(&o.Values, "set", nil, "set a chart value (repeatable, as helm's --set)")
+	fl.StringArrayVar(&o.StringValues, "set-string", nil, "set a chart value as a string (repeatable, as helm's --set-string)")
+	fl.StringVarP(&o.Namespace, "namespace", "n", "default", "release namespace (the namespace of modules that set none)")
+	fl.StringVar(&o.ReleaseName, "release-name", "kmm", "release name")
+	fl.StringVar(&o.ChartDir, "chart", "", "chart folder (default: the chart built into kmm-render)")
 	return cmd
 }

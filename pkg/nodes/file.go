@@ -15,23 +15,53 @@ import (
 // LoadFile reads a node snapshot: what `kubectl get nodes -o yaml` or `-o json` prints (a
 // NodeList or a List of Nodes), or Node objects as a multi-document YAML stream. A file that
 // cannot be read, does not parse, holds something other than Nodes, or holds no node at all is
-// an error naming the file.
+// an error naming the file. The nodes come back sorted by name.
 func LoadFile(path string) ([]Node, error) {
+	objs, err := LoadObjects(path)
+	if err != nil {
+		return nil, err
+	}
+	return fromObjects(objs), nil
+}
+
+// LoadObjects reads a node snapshot like LoadFile, and returns the full Node objects, in the
+// order the file lists them.
+func LoadObjects(path string) ([]corev1.Node, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("reading node file: %w", err)
 	}
-	nodes, err := Parse(data)
+	objs, err := ParseObjects(data)
 	if err != nil {
 		return nil, fmt.Errorf("node file %s: %w", path, err)
 	}
-	return nodes, nil
+	return objs, nil
 }
 
 // Parse reads nodes from YAML or JSON bytes; see LoadFile.
 func Parse(data []byte) ([]Node, error) {
+	objs, err := ParseObjects(data)
+	if err != nil {
+		return nil, err
+	}
+	return fromObjects(objs), nil
+}
+
+func fromObjects(objs []corev1.Node) []Node {
+	out := make([]Node, 0, len(objs))
+	for i := range objs {
+		out = append(out, FromCoreV1(&objs[i]))
+	}
+	return Sort(out)
+}
+
+// ParseObjects is the node snapshot parser behind LoadFile, LoadObjects and Parse: it reads
+// Node objects from YAML or JSON bytes, in document and list order. Every Node must have a
+// name and a status.nodeInfo.kernelVersion, and no name may appear twice; errors name the
+// document (and list item).
+func ParseObjects(data []byte) ([]corev1.Node, error) {
 	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(data), 4096)
-	var out []Node
+	var out []corev1.Node
 	for doc := 0; ; doc++ {
 		var raw map[string]any
 		if err := dec.Decode(&raw); err != nil {
@@ -78,28 +108,29 @@ func Parse(data []byte) ([]Node, error) {
 		}
 		seen[n.Name] = true
 	}
-	return Sort(out), nil
+	return out, nil
 }
 
-func decodeNode(obj map[string]any) (Node, error) {
+func decodeNode(obj map[string]any) (corev1.Node, error) {
 	b, err := yaml.Marshal(obj)
 	if err != nil {
-		return Node{}, err
+		return corev1.Node{}, err
 	}
 	var n corev1.Node
 	if err := yaml.UnmarshalStrict(b, &n); err != nil {
 		// Newer clusters may carry fields this client does not know; fall back to lenient.
+		n = corev1.Node{}
 		if err2 := yaml.Unmarshal(b, &n); err2 != nil {
-			return Node{}, fmt.Errorf("decoding Node: %w", err2)
+			return corev1.Node{}, fmt.Errorf("decoding Node: %w", err2)
 		}
 	}
 	if n.Name == "" {
-		return Node{}, errors.New("a Node has no metadata.name")
+		return corev1.Node{}, errors.New("a Node has no metadata.name")
 	}
 	if n.Status.NodeInfo.KernelVersion == "" {
-		return Node{}, fmt.Errorf("node %q has no status.nodeInfo.kernelVersion", n.Name)
+		return corev1.Node{}, fmt.Errorf("node %q has no status.nodeInfo.kernelVersion", n.Name)
 	}
-	return FromCoreV1(&n), nil
+	return n, nil
 }
 
 func describe(v any) string {

@@ -500,3 +500,79 @@ func TestLoadFileExamples(t *testing.T) {
 		})
 	}
 }
+
+// TestLoadObjects: the full Node objects, in file order, with the same errors as LoadFile
+// (LoadFile is built on it).
+func TestLoadObjects(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		require.NoError(t, os.WriteFile(p, []byte(content), 0o644))
+		return p
+	}
+	tests := []struct {
+		name      string
+		path      string
+		wantNames []string
+		check     func(t *testing.T, ns []corev1.Node)
+		wantErr   []string
+	}{
+		{
+			name:      "List keeps file order and every field",
+			path:      write("list.yaml", listYAML),
+			wantNames: []string{"worker-b", "worker-a"},
+			check: func(t *testing.T, ns []corev1.Node) {
+				assert.Equal(t, "Node", ns[0].Kind)
+				assert.Equal(t, "aws:///us-west-2a/i-0b", ns[0].Spec.ProviderID)
+				assert.Equal(t, "Amazon Linux 2023.6.20241010", ns[1].Status.NodeInfo.OSImage)
+			},
+		},
+		{
+			name:      "JSON keeps fields Node has beyond what kmm uses",
+			path:      write("nodes.json", kubectlJSON),
+			wantNames: []string{"metal-worker-1", "metal-cp-1"},
+			check: func(t *testing.T, ns []corev1.Node) {
+				assert.Equal(t, "10.244.1.0/24", ns[0].Spec.PodCIDR)
+				assert.Equal(t, "linux", ns[0].Status.NodeInfo.OperatingSystem)
+			},
+		},
+		{
+			name:      "multi-document",
+			path:      write("multi.yaml", multiDocYAML),
+			wantNames: []string{"gke-b", "gke-a"},
+		},
+		{name: "missing file", path: filepath.Join(dir, "missing.yaml"), wantErr: []string{"reading node file", "missing.yaml"}},
+		{name: "pod file names the file and document", path: write("pod.yaml", "kind: Pod\nmetadata: {name: p}\n"), wantErr: []string{"node file", "pod.yaml", "document 1", "kind Pod"}},
+		{name: "node without kernel", path: write("nok.yaml", "kind: Node\nmetadata: {name: nok}\n"), wantErr: []string{"nok.yaml", `"nok"`, "kernelVersion"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ns, err := LoadObjects(tt.path)
+			if len(tt.wantErr) > 0 {
+				require.Error(t, err)
+				assert.Nil(t, ns)
+				for _, s := range tt.wantErr {
+					assert.Contains(t, err.Error(), s)
+				}
+				return
+			}
+			require.NoError(t, err)
+			var names []string
+			for _, n := range ns {
+				names = append(names, n.Name)
+			}
+			assert.Equal(t, tt.wantNames, names, "file order")
+			if tt.check != nil {
+				tt.check(t, ns)
+			}
+			// LoadFile gives the same nodes, sorted by name.
+			fromFile, err := LoadFile(tt.path)
+			require.NoError(t, err)
+			conv := make([]Node, 0, len(ns))
+			for i := range ns {
+				conv = append(conv, FromCoreV1(&ns[i]))
+			}
+			assert.Equal(t, Sort(conv), fromFile)
+		})
+	}
+}

@@ -15,8 +15,10 @@ import (
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
 
 // The inputs are what helm 3.22 and helm 4.3 really hand a post-renderer for
-// `helm template kmm charts/kmm -n kmm-system -f examples/eks/values.yaml`, captured with a
-// post-renderer that tees its standard input.
+// `helm template kmm charts/kmm -n kmm-system -f examples/eks/values.yaml
+// --set controller.enabled=false,crds.enabled=false`, captured with a post-renderer that tees its
+// standard input (`#!/bin/sh` `tee "$CAPTURE"`). Recapture them when the chart's contract with
+// kmm-render changes.
 func TestCapturedHelmInputs(t *testing.T) {
 	for _, name := range []string{"helm3-eks", "helm4-eks"} {
 		t.Run(name, func(t *testing.T) {

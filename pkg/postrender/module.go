@@ -1,14 +1,15 @@
 package postrender
 
 import (
-	"context"
-	"encoding/json"
 	"fmt"
 	"strings"
 
-	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 	"sigs.k8s.io/kustomize/kyaml/yaml"
 
+	kmmv1beta1 "kmm.dev/kmm/api/v1beta1"
+	"kmm.dev/kmm/pkg/contract"
+	"kmm.dev/kmm/pkg/module"
 	"kmm.dev/kmm/pkg/render"
 )
 
@@ -19,60 +20,84 @@ func isKMMModule(n *yaml.RNode) bool {
 	return n.GetKind() == "Module" && strings.HasPrefix(n.GetApiVersion(), KMMGroup+"/")
 }
 
-// moduleObject is the part of a KMM Module kmm-render checks.
-type moduleObject struct {
-	Metadata struct {
-		Name      string `json:"name"`
-		Namespace string `json:"namespace"`
-	} `json:"metadata"`
-	Spec struct {
-		Selector     map[string]string   `json:"selector"`
-		Tolerations  []corev1.Toleration `json:"tolerations"`
-		ModuleLoader *struct {
-			Container struct {
-				ContainerImage string          `json:"containerImage"`
-				KernelMappings render.Mappings `json:"kernelMappings"`
-			} `json:"container"`
-		} `json:"moduleLoader"`
-	} `json:"spec"`
+func isModuleList(n *yaml.RNode) bool {
+	_, ok := n.GetAnnotations()[contract.AnnotationModules]
+	return ok
 }
 
-// checkModule applies KMM's rules to a Module handed to the KMM controller, and reports the
-// kernels its selected nodes run that no mapping matches. The Module passes through as it is.
-func (r *Renderer) checkModule(ctx context.Context, d *document, inv *inventory) ([]string, error) {
+// readModuleList decodes and validates the chart's module list (see pkg/contract): every
+// module, helm-managed or not, must pass KMM's admission rules.
+func readModuleList(d *document) ([]*render.Module, error) {
+	if d.node.GetKind() != "ConfigMap" {
+		return nil, fmt.Errorf("%s: annotated %s but is a %s, not a ConfigMap", d.name(), contract.AnnotationModules, d.node.GetKind())
+	}
+	if v := d.node.GetAnnotations()[contract.AnnotationModules]; v != contract.ModulesFormat {
+		return nil, fmt.Errorf("%s: module list format %s=%q; this kmm-render reads %q (use the kmm-render of the chart's release)", d.name(), contract.AnnotationModules, v, contract.ModulesFormat)
+	}
+	data, ok := d.node.GetDataMap()[contract.ModulesKey]
+	if !ok {
+		return nil, fmt.Errorf("%s: no data key %s", d.name(), contract.ModulesKey)
+	}
+	list, err := module.DecodeList([]byte(data))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", d.name(), err)
+	}
+	seen := map[string]int{}
+	for i := range list {
+		if prev, dup := seen[list[i].ID()]; dup {
+			return nil, fmt.Errorf("%s: modules[%d] and modules[%d] are both module %s", d.name(), prev, i, list[i].ID())
+		}
+		seen[list[i].ID()] = i
+	}
+	out := make([]*render.Module, 0, len(list))
+	for i := range list {
+		m := &list[i]
+		if err := module.Refused(m.ID(), m.Validate(module.ValuesPaths(i))); err != nil {
+			return nil, fmt.Errorf("%s: %w", d.name(), err)
+		}
+		rm, err := render.NewModule(m)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", d.name(), err)
+		}
+		out = append(out, rm)
+	}
+	return out, nil
+}
+
+// readModuleObject decodes a KMM Module object strictly and applies KMM's admission rules.
+func readModuleObject(d *document) (*render.Module, error) {
 	b, err := d.node.MarshalJSON()
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", d.name(), err)
 	}
-	var mo moduleObject
-	if err := json.Unmarshal(b, &mo); err != nil {
+	var o kmmv1beta1.Module
+	if err := module.Decode(b, &o); err != nil {
 		return nil, fmt.Errorf("%s: not a valid Module: %w", d.name(), err)
 	}
-	if mo.Spec.ModuleLoader == nil {
-		return nil, nil // a device-plugin-only Module loads nothing
-	}
-	m := &render.ModuleSpec{
-		Name:           mo.Metadata.Name,
-		Namespace:      mo.Metadata.Namespace,
-		Selector:       mo.Spec.Selector,
-		ContainerImage: mo.Spec.ModuleLoader.Container.ContainerImage,
-		KernelMappings: mo.Spec.ModuleLoader.Container.KernelMappings,
-	}
-	if m.Namespace == "" {
-		return nil, fmt.Errorf("%s: Module has no metadata.namespace", d.name())
-	}
-	if err := m.Validate(); err != nil {
+	m := module.FromObject(&o)
+	if err := module.Refused(m.ID(), append(crdRequired(d.node), m.Validate(module.ObjectPaths)...)); err != nil {
 		return nil, fmt.Errorf("%s: %w", d.name(), err)
 	}
-	ns, err := inv.get(ctx)
-	if err != nil {
-		return nil, err
-	}
-	// KMM's controller selects nodes itself, without a kernel label: plan without one.
-	p, err := render.NewPlanForGroups(m, mo.Spec.Tolerations, ns, "")
+	rm, err := render.NewModule(m)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", d.name(), err)
 	}
-	r.warn(p)
-	return unmatchedLines(p), nil
+	return rm, nil
+}
+
+// crdRequired applies the Module CRD's one required field that decoding cannot see: every kernel
+// mapping names containerImage (it may be "", for the container's image).
+func crdRequired(n *yaml.RNode) field.ErrorList {
+	maps, err := n.Pipe(yaml.Lookup("spec", "moduleLoader", "container", "kernelMappings"))
+	if err != nil || maps == nil || maps.YNode().Kind != yaml.SequenceNode {
+		return nil
+	}
+	var errs field.ErrorList
+	for i, km := range maps.Content() {
+		if yaml.NewRNode(km).Field("containerImage") == nil {
+			errs = append(errs, field.Required(module.ObjectPaths.Spec.Child("moduleLoader", "container", "kernelMappings").Index(i).Child("containerImage"),
+				"the Module CRD requires it on every kernel mapping (\"\" uses moduleLoader.container.containerImage)"))
+		}
+	}
+	return errs
 }

@@ -13,6 +13,7 @@ import (
 
 	"sigs.k8s.io/kustomize/kyaml/yaml"
 
+	"kmm.dev/kmm/pkg/contract"
 	"kmm.dev/kmm/pkg/nodes"
 	"kmm.dev/kmm/pkg/render"
 )
@@ -73,32 +74,51 @@ var _ PostRenderer = (*Renderer)(nil)
 // ErrUnmatched is wrapped by the error of a strict run that found kernels no mapping matches.
 var ErrUnmatched = errors.New("kernels without a kernel mapping")
 
+// ModulePlan is what one module gets on the nodes: loader DaemonSets (helm-managed modules) or
+// what the KMM controller will load (operator modules).
+type ModulePlan struct {
+	Module *render.Module
+	Plan   *render.Plan
+	// Source names the document the module came from.
+	Source string
+}
+
+// Result is what Plan found: every module's plan, in input order, and the nodes by kernel.
+type Result struct {
+	Plans   []ModulePlan
+	Kernels []nodes.KernelGroup
+}
+
+// input is the parsed manifests: the documents, the chart's module list, and which document
+// stands for which module.
+type input struct {
+	docs     []*document
+	listed   []*render.Module          // the module list, in order
+	byID     map[string]*render.Module // the module list by "<namespace>/<name>"
+	listDoc  *document
+	plans    map[*document]int // loader templates and Module objects: index into Result.Plans
+	template map[*document]*render.Template
+}
+
 // Run expands the loader templates in manifests and returns the result. On error it returns
 // no manifests at all.
 func (r *Renderer) Run(ctx context.Context, manifests []byte) ([]byte, error) {
-	if len(bytes.TrimSpace(manifests)) == 0 {
-		return nil, errors.New("no manifests on standard input: nothing to post-render (is kmm-render run by helm?)")
-	}
-	docs, err := split(manifests)
+	in, res, err := r.plan(ctx, manifests, false)
 	if err != nil {
 		return nil, err
 	}
-	inv := &inventory{source: r.o.Nodes}
 	var out bytes.Buffer
 	seen := map[string]string{} // identity -> document name
-	var unmatched []string
-	objects := 0
 	emit := func(d *document, n *yaml.RNode, raw string) error {
 		id := identity(n)
 		if prev, dup := seen[id]; dup {
 			return fmt.Errorf("%s: %s is already defined by %s", d.name(), describeID(n), prev)
 		}
 		seen[id] = d.name()
-		objects++
 		out.WriteString(raw)
 		return nil
 	}
-	for _, d := range docs {
+	for _, d := range in.docs {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
@@ -106,80 +126,194 @@ func (r *Renderer) Run(ctx context.Context, manifests []byte) ([]byte, error) {
 			out.WriteString(d.sep + d.body)
 			continue
 		}
-		switch {
-		case d.node.GetAnnotations()[render.AnnotationExpand] != "":
-			generated, um, err := r.expand(ctx, d, inv)
-			if err != nil {
-				return nil, err
-			}
-			unmatched = append(unmatched, um...)
-			for _, g := range generated {
-				s, err := g.String()
-				if err != nil {
-					return nil, fmt.Errorf("%s: writing %s: %w", d.name(), g.GetName(), err)
-				}
-				if err := emit(d, g, "---\n"+s); err != nil {
-					return nil, fmt.Errorf("expanding %s: %w", d.name(), err)
-				}
-			}
-		case isKMMModule(d.node):
-			um, err := r.checkModule(ctx, d, inv)
-			if err != nil {
-				return nil, err
-			}
-			unmatched = append(unmatched, um...)
+		t, ok := in.template[d]
+		if !ok {
 			if err := emit(d, d.node, d.sep+d.body); err != nil {
 				return nil, err
 			}
-		default:
-			if err := emit(d, d.node, d.sep+d.body); err != nil {
-				return nil, err
+			continue
+		}
+		generated, err := t.Expand(res.Plans[in.plans[d]].Plan, r.o.KernelLabel)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", d.name(), err)
+		}
+		for _, g := range generated {
+			s, err := g.String()
+			if err != nil {
+				return nil, fmt.Errorf("%s: writing %s: %w", d.name(), g.GetName(), err)
+			}
+			if err := emit(d, g, "---\n"+s); err != nil {
+				return nil, fmt.Errorf("expanding %s: %w", d.name(), err)
 			}
 		}
 	}
-	if len(unmatched) > 0 && r.o.Strict {
-		return nil, fmt.Errorf("%w (--strict):\n  %s", ErrUnmatched, strings.Join(unmatched, "\n  "))
-	}
-	for _, u := range unmatched {
-		fmt.Fprintf(r.o.Warnings, "warning: %s\n", u)
-	}
-	if objects == 0 {
-		return nil, errors.New("the result holds no object: every document was a loader template that matched no node; refusing to print an empty release (Helm would delete everything it manages)")
+	if err := r.report(res); err != nil {
+		return nil, err
 	}
 	return out.Bytes(), nil
 }
 
-func (r *Renderer) expand(ctx context.Context, d *document, inv *inventory) ([]*yaml.RNode, []string, error) {
-	if v := d.node.GetAnnotations()[render.AnnotationExpand]; v != render.ExpandModuleLoader {
-		return nil, nil, fmt.Errorf("%s: unknown %s=%q (this kmm-render knows %q)", d.name(), render.AnnotationExpand, v, render.ExpandModuleLoader)
-	}
-	t, err := render.ParseTemplate(d.node)
+// Plan reads manifests as Run does and plans every module against the nodes, through exactly
+// the code Run expands with, without expanding: what `kmm-render nodes` shows. It always lists
+// the nodes (Result.Kernels). Warnings go to Options.Warnings; with Options.Strict, kernels no
+// mapping matches are an error.
+func (r *Renderer) Plan(ctx context.Context, manifests []byte) (*Result, error) {
+	_, res, err := r.plan(ctx, manifests, true)
 	if err != nil {
-		return nil, nil, fmt.Errorf("%s: %w", d.name(), err)
+		return nil, err
 	}
-	ns, err := inv.get(ctx)
+	if err := r.report(res); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// plan parses manifests, validates every module, and plans each loader template, each KMM
+// Module object, and each operator module of the list that no Module object stands for (Helm 3
+// holds Modules back as hooks, or the chart did not render them).
+func (r *Renderer) plan(ctx context.Context, manifests []byte, listNodes bool) (*input, *Result, error) {
+	in, err := read(manifests)
 	if err != nil {
 		return nil, nil, err
 	}
-	p, err := render.NewPlanForGroups(t.Module, t.Tolerations, ns, r.o.KernelLabel)
-	if err != nil {
-		return nil, nil, fmt.Errorf("%s: %w", d.name(), err)
+	inv := &inventory{source: r.o.Nodes}
+	res := &Result{}
+	add := func(d *document, m *render.Module, kernelLabel string) error {
+		groups, err := inv.get(ctx)
+		if err != nil {
+			return err
+		}
+		p, err := render.NewPlanForGroups(m, groups, kernelLabel)
+		src := "the module list"
+		if d != nil {
+			src = d.name()
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w", src, err)
+		}
+		res.Plans = append(res.Plans, ModulePlan{Module: m, Plan: p, Source: src})
+		if d != nil {
+			in.plans[d] = len(res.Plans) - 1
+		}
+		return nil
 	}
-	r.warn(p)
-	generated, err := t.Expand(p, r.o.KernelLabel)
-	if err != nil {
-		return nil, nil, fmt.Errorf("%s: %w", d.name(), err)
+	objects := map[string]bool{}
+	for _, d := range in.docs {
+		if err := ctx.Err(); err != nil {
+			return nil, nil, err
+		}
+		switch {
+		case d.node == nil:
+		case d.node.GetAnnotations()[contract.AnnotationExpand] != "":
+			t, err := in.loaderTemplate(d)
+			if err != nil {
+				return nil, nil, err
+			}
+			in.template[d] = t
+			if err := add(d, t.Module, r.o.KernelLabel); err != nil {
+				return nil, nil, err
+			}
+		case isKMMModule(d.node):
+			m, err := readModuleObject(d)
+			if err != nil {
+				return nil, nil, err
+			}
+			objects[m.ID()] = true
+			// KMM's controller selects nodes itself, without a kernel label.
+			if err := add(d, m, ""); err != nil {
+				return nil, nil, err
+			}
+		}
 	}
-	if len(p.Targets) == 0 {
-		fmt.Fprintf(r.o.Warnings, "warning: module %s: no selected node runs a kernel that a mapping matches; no loader is rendered\n", t.Module.ID())
+	for _, m := range in.listed {
+		if m.Operator() && m.Container() != nil && !objects[m.ID()] {
+			if err := add(nil, m, ""); err != nil {
+				return nil, nil, err
+			}
+		}
 	}
-	return generated, unmatchedLines(p), nil
+	if listNodes || inv.done {
+		if res.Kernels, err = inv.get(ctx); err != nil {
+			return nil, nil, err
+		}
+	}
+	return in, res, nil
 }
 
-func (r *Renderer) warn(p *render.Plan) {
-	for _, w := range p.Warnings {
-		fmt.Fprintf(r.o.Warnings, "warning: %s\n", w)
+// read splits the manifests and reads the module list.
+func read(manifests []byte) (*input, error) {
+	if len(bytes.TrimSpace(manifests)) == 0 {
+		return nil, errors.New("no manifests on standard input: nothing to post-render (is kmm-render run by helm?)")
 	}
+	docs, err := split(manifests)
+	if err != nil {
+		return nil, err
+	}
+	in := &input{docs: docs, byID: map[string]*render.Module{}, plans: map[*document]int{}, template: map[*document]*render.Template{}}
+	for _, d := range docs {
+		if d.node == nil || !isModuleList(d.node) {
+			continue
+		}
+		if in.listDoc != nil {
+			return nil, fmt.Errorf("%s: a second module list (%s=%s); the first is %s", d.name(), contract.AnnotationModules, contract.ModulesFormat, in.listDoc.name())
+		}
+		in.listDoc = d
+		if in.listed, err = readModuleList(d); err != nil {
+			return nil, err
+		}
+		for _, m := range in.listed {
+			in.byID[m.ID()] = m
+		}
+	}
+	return in, nil
+}
+
+// loaderTemplate pairs a marked template with its module from the list.
+func (in *input) loaderTemplate(d *document) (*render.Template, error) {
+	if v := d.node.GetAnnotations()[contract.AnnotationExpand]; v != contract.ExpandModuleLoader {
+		return nil, fmt.Errorf("%s: unknown %s=%q (this kmm-render knows %q)", d.name(), contract.AnnotationExpand, v, contract.ExpandModuleLoader)
+	}
+	id, err := render.TemplateModule(d.node)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", d.name(), err)
+	}
+	if in.listDoc == nil {
+		return nil, fmt.Errorf("%s: the template names module %s, but the input holds no module list (a ConfigMap annotated %s: %s); render it with the chart this kmm-render belongs to", d.name(), id, contract.AnnotationModules, contract.ModulesFormat)
+	}
+	m, ok := in.byID[id]
+	if !ok {
+		return nil, fmt.Errorf("%s: the template names module %s, which %s does not list", d.name(), id, in.listDoc.name())
+	}
+	if m.Operator() {
+		return nil, fmt.Errorf("%s: module %s is `via: operator`; the KMM controller loads it, not a loader template", d.name(), id)
+	}
+	t, err := render.NewTemplate(d.node, m)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", d.name(), err)
+	}
+	return t, nil
+}
+
+// report writes each plan's warnings, and its unmatched kernels as warnings or, with Strict, as
+// the error.
+func (r *Renderer) report(res *Result) error {
+	var unmatched []string
+	for _, mp := range res.Plans {
+		for _, w := range mp.Plan.Warnings {
+			fmt.Fprintf(r.o.Warnings, "warning: %s\n", w)
+		}
+		unmatched = append(unmatched, unmatchedLines(mp.Plan)...)
+		if !mp.Module.Operator() && len(mp.Plan.Targets) == 0 {
+			fmt.Fprintf(r.o.Warnings, "warning: module %s: no selected node runs a kernel that a mapping matches; no loader is rendered\n", mp.Module.ID())
+		}
+	}
+	if len(unmatched) > 0 && r.o.Strict {
+		return fmt.Errorf("%w (--strict):\n  %s", ErrUnmatched, strings.Join(unmatched, "\n  "))
+	}
+	for _, u := range unmatched {
+		fmt.Fprintf(r.o.Warnings, "warning: %s\n", u)
+	}
+	return nil
 }
 
 func unmatchedLines(p *render.Plan) []string {

@@ -3,6 +3,7 @@ package postrender
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -17,6 +18,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 	"sigs.k8s.io/kustomize/kyaml/yaml"
 
+	"kmm.dev/kmm/pkg/contract"
 	"kmm.dev/kmm/pkg/nodes"
 	"kmm.dev/kmm/pkg/render"
 )
@@ -47,8 +49,52 @@ var cluster = []nodes.Node{
 	node("arm-1", "6.1.112-122.189.amzn2023.aarch64", nil),
 }
 
-// template renders a loader template the way charts/kmm does, in Helm 3 or Helm 4 shape.
+// loaderModule turns the test's short module shape {name, namespace, selector, tolerations,
+// containerImage, kernelMappings} into a module of the chart's module list.
+func loaderModule(short string) map[string]any {
+	var m map[string]any
+	if err := json.Unmarshal([]byte(short), &m); err != nil {
+		panic(fmt.Sprintf("test fixture %s: %v", short, err))
+	}
+	c := map[string]any{"modprobe": map[string]any{"moduleName": m["name"]}, "kernelMappings": m["kernelMappings"]}
+	if img, ok := m["containerImage"]; ok {
+		c["containerImage"] = img
+	}
+	delete(m, "containerImage")
+	delete(m, "kernelMappings")
+	m["moduleLoader"] = map[string]any{"container": c}
+	return m
+}
+
+// moduleList renders the chart's module list ConfigMap holding modules.
+func moduleList(helm4 bool, modules ...map[string]any) string {
+	list, err := json.Marshal(modules)
+	if err != nil {
+		panic(err)
+	}
+	quoted, err := json.Marshal(string(list))
+	if err != nil {
+		panic(err)
+	}
+	var b strings.Builder
+	b.WriteString("---\n")
+	annotations := ""
+	if helm4 {
+		annotations = "    postrenderer.helm.sh/postrender-filename: kmm/templates/modules-configmap.yaml\n"
+	} else {
+		b.WriteString("# Source: kmm/templates/modules-configmap.yaml\n")
+	}
+	fmt.Fprintf(&b, "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: kmm-modules\n  namespace: kmm\n  annotations:\n%s    render.kmm.dev/modules: v1\ndata:\n  modules.json: %s\n", annotations, quoted)
+	return b.String()
+}
+
+// template renders the module list with the module spec (short shape, see loaderModule) and its
+// loader template, the way charts/kmm does, in Helm 3 or Helm 4 shape.
 func template(name, ns, spec string, helm4 bool, extraPod string) string {
+	return moduleList(helm4, loaderModule(spec)) + loaderTemplate(name, ns, helm4, extraPod)
+}
+
+func loaderTemplate(name, ns string, helm4 bool, extraPod string) string {
 	var b strings.Builder
 	b.WriteString("---\n")
 	annotations := ""
@@ -66,7 +112,7 @@ metadata:
     app.kubernetes.io/name: kmm
   annotations:
 %s    render.kmm.dev/expand: module-loader
-    render.kmm.dev/module: '%s'
+    render.kmm.dev/module: %s/%s
 spec:
   selector:
     matchLabels:
@@ -82,7 +128,7 @@ spec:
         - name: module-loader
           image: "placeholder:${KERNEL_FULL_VERSION}"
           command: ["sleep", "infinity"]
-`, name, ns, annotations, spec, extraPod)
+`, name, ns, annotations, ns, name, extraPod)
 	return b.String()
 }
 
@@ -168,6 +214,7 @@ func TestExpandsInPlaceHelm3(t *testing.T) {
 	// aarch64 kernel matches nothing; gpu-1 is tainted and not tolerated.
 	assert.Equal(t, []string{
 		"ConfigMap/keep-me",
+		"ConfigMap/kmm-modules",
 		"DaemonSet/mod-loader-5-10-109-2f7388a7",
 		"DaemonSet/mod-loader-5-15-0-1034-gke",
 		"DaemonSet/mod-loader-6-1-100-8823089a",
@@ -190,9 +237,9 @@ func TestExpandsInPlaceHelm3(t *testing.T) {
 	m, err := sel.Map()
 	require.NoError(t, err)
 	assert.Equal(t, map[string]any{"kubernetes.io/os": "linux", kernelLabel: "6.1.100"}, m)
-	assert.Equal(t, "6.1.100+", cos.GetAnnotations()[render.AnnotationKernel])
-	assert.NotContains(t, cos.GetAnnotations(), render.AnnotationExpand)
-	assert.NotContains(t, cos.GetAnnotations(), render.AnnotationModule)
+	assert.Equal(t, "6.1.100+", cos.GetAnnotations()[contract.AnnotationKernel])
+	assert.NotContains(t, cos.GetAnnotations(), contract.AnnotationExpand)
+	assert.NotContains(t, cos.GetAnnotations(), contract.AnnotationModule)
 	for _, o := range objs {
 		assert.Empty(t, validation.IsDNS1123Label(o.GetName()), o.GetName())
 		for k, v := range o.GetLabels() {
@@ -208,8 +255,9 @@ func TestHelm4ShapeKeepsFilenameAnnotationAndHooks(t *testing.T) {
 	require.NoError(t, err)
 	assert.NotContains(t, out, "# Source:")
 	objs := parseAll(t, out)
-	require.Len(t, objs, 4)
-	for _, o := range objs[:3] {
+	require.Len(t, objs, 5)
+	assert.Equal(t, "kmm-modules", objs[0].GetName())
+	for _, o := range objs[1:4] {
 		assert.Equal(t, "kmm/templates/module-loader.yaml", o.GetAnnotations()[AnnotationHelm4Filename], o.GetName())
 	}
 	assert.True(t, strings.HasSuffix(out, hook), "hooks pass through untouched")
@@ -217,14 +265,25 @@ func TestHelm4ShapeKeepsFilenameAnnotationAndHooks(t *testing.T) {
 
 func TestTolerationsSelectTaintedNodes(t *testing.T) {
 	tol := "      tolerations:\n        - key: nvidia.com/gpu\n          operator: Exists\n          effect: NoSchedule\n"
-	spec := `{"name":"gpu","namespace":"kmm","selector":{"pool":"ubuntu"},"containerImage":"reg.example/gpu:${KERNEL_FULL_VERSION}","kernelMappings":[{"regexp":"gke$"}]}`
+	spec := `{"name":"gpu","namespace":"kmm","selector":{"pool":"ubuntu"},"tolerations":[{"key":"nvidia.com/gpu","operator":"Exists","effect":"NoSchedule"}],"containerImage":"reg.example/gpu:${KERNEL_FULL_VERSION}","kernelMappings":[{"regexp":"gke$"}]}`
 	out, _, err := run(t, template("gpu", "kmm", spec, false, tol), Options{})
 	require.NoError(t, err)
 	objs := parseAll(t, out)
-	require.Len(t, objs, 1)
-	tolNode, err := objs[0].Pipe(yaml.Lookup("spec", "template", "spec", "tolerations"))
+	require.Len(t, objs, 2)
+	ds := objs[1]
+	tolNode, err := ds.Pipe(yaml.Lookup("spec", "template", "spec", "tolerations"))
 	require.NoError(t, err)
 	require.NotNil(t, tolNode, "tolerations stay on the pod")
+	nodeList, err := ds.Pipe(yaml.Lookup("metadata", "annotations", contract.AnnotationKernel))
+	require.NoError(t, err)
+	assert.Equal(t, "5.15.0-1034-gke", yaml.GetValue(nodeList), "the tainted gpu-1 and ubu-1 share the kernel")
+
+	// Without the module's tolerations, the tainted node is not selected, whatever the pod says:
+	// the module is what kmm plans from.
+	spec = strings.Replace(spec, `"tolerations":[{"key":"nvidia.com/gpu","operator":"Exists","effect":"NoSchedule"}],`, "", 1)
+	_, warn, err := run(t, template("gpu", "kmm", spec, false, tol), Options{Nodes: StaticNodes(cluster[4:5])})
+	require.NoError(t, err)
+	assert.Contains(t, warn, "module kmm/gpu: no selected node runs a kernel")
 }
 
 func TestDeterministic(t *testing.T) {
@@ -278,10 +337,10 @@ func TestErrors(t *testing.T) {
 		{name: "no name", in: "---\napiVersion: v1\nkind: ConfigMap\nmetadata: {}\n", want: []string{"no metadata.name"}},
 		{name: "duplicate in input", in: sa("a") + sa("b") + sa("a"), want: []string{"document 3", "ServiceAccount kmm/a is already defined by document 1"}},
 		{name: "duplicate produced by expansion", in: template("mod", "kmm", anyKernelSpec, false, "") + "---\napiVersion: apps/v1\nkind: DaemonSet\nmetadata:\n  name: mod-loader-5-15-0-1034-gke\n  namespace: kmm\n", want: []string{"DaemonSet kmm/mod-loader-5-15-0-1034-gke is already defined"}},
-		{name: "invalid regexp", in: template("mod", "kmm", `{"name":"mod","namespace":"kmm","selector":{"a":"b"},"containerImage":"r/m:1","kernelMappings":[{"regexp":"^5\\.(10"}]}`, false, ""), want: []string{"module kmm/mod", "kernelMappings[0]", "invalid regexp"}},
+		{name: "invalid regexp", in: template("mod", "kmm", `{"name":"mod","namespace":"kmm","selector":{"a":"b"},"containerImage":"r/m:1","kernelMappings":[{"regexp":"^5\\.(10"}]}`, false, ""), want: []string{"modules-configmap.yaml", "module kmm/mod breaks KMM v2.6.0's admission rules", "modules[0].moduleLoader.container.kernelMappings[0].regexp", "missing closing )"}},
 		{name: "image without tag", in: template("mod", "kmm", `{"name":"mod","namespace":"kmm","selector":{"a":"b"},"containerImage":"reg.example:5000/mod","kernelMappings":[{"regexp":"."}]}`, false, ""), want: []string{"module kmm/mod", "neither a tag nor a digest"}},
 		{name: "unknown variable in image", in: template("mod", "kmm", `{"name":"mod","namespace":"kmm","selector":{"kubernetes.io/os":"linux"},"containerImage":"r/m:${KERNEL_FLAVOUR}","kernelMappings":[{"regexp":"."}]}`, false, ""), want: []string{"module kmm/mod", "KERNEL_FLAVOUR"}},
-		{name: "name+namespace too long", in: template("mod", "kmm", `{"name":"a-module-with-a-rather-long-name","namespace":"and-a-long-namespace","selector":{"a":"b"},"containerImage":"r/m:1","kernelMappings":[{"regexp":"."}]}`, false, ""), want: []string{"at most 41"}},
+		{name: "name+namespace too long", in: template("mod", "kmm", `{"name":"a-module-with-a-rather-long-name","namespace":"and-a-long-namespace","selector":{"a":"b"},"containerImage":"r/m:1","kernelMappings":[{"regexp":"."}]}`, false, ""), want: []string{"modules[0].name", "52 characters together", "at most 40"}},
 		{name: "unknown expand role", in: strings.Replace(template("mod", "kmm", anyKernelSpec, false, ""), "expand: module-loader", "expand: module-builder", 1), want: []string{`unknown render.kmm.dev/expand="module-builder"`}},
 		{name: "marked object is not a DaemonSet", in: strings.Replace(template("mod", "kmm", anyKernelSpec, false, ""), "kind: DaemonSet", "kind: Deployment", 1), want: []string{"not a DaemonSet"}},
 		{name: "node source fails", in: template("mod", "kmm", anyKernelSpec, false, ""), o: Options{Nodes: func(context.Context) ([]nodes.Node, error) {
@@ -290,9 +349,18 @@ func TestErrors(t *testing.T) {
 		{name: "node file missing", in: template("mod", "kmm", anyKernelSpec, false, ""), o: Options{Nodes: FileNodes("/nonexistent/nodes.yaml")}, want: []string{"reading node file", "/nonexistent/nodes.yaml"}},
 		{name: "node file without nodes", in: template("mod", "kmm", anyKernelSpec, false, ""), o: Options{Nodes: FileNodes(badNodes)}, want: []string{badNodes, "holds no nodes"}},
 		{name: "strict with an unmatched kernel", in: template("mod", "kmm", anyKernelSpec, false, ""), o: Options{Strict: true}, want: []string{"--strict", "module kmm/mod: kernel 6.1.112-122.189.amzn2023.aarch64 (node(s) arm-1)"}, is: ErrUnmatched},
-		{name: "nothing left to print", in: template("mod", "kmm", `{"name":"mod","namespace":"kmm","selector":{"pool":"none"},"containerImage":"r/m:1","kernelMappings":[{"regexp":"."}]}`, false, ""), want: []string{"holds no object"}},
+		{name: "template without module list", in: loaderTemplate("mod", "kmm", false, ""), want: []string{"module-loader.yaml", "names module kmm/mod", "holds no module list"}},
+		{name: "template of a module the list lacks", in: moduleList(false) + loaderTemplate("mod", "kmm", false, ""), want: []string{"module kmm/mod, which document 1 (kmm/templates/modules-configmap.yaml)", "does not list"}},
+		{name: "template of an operator module", in: moduleList(false, map[string]any{"name": "mod", "namespace": "kmm", "via": "operator", "selector": map[string]any{"a": "b"}}) + loaderTemplate("mod", "kmm", false, ""), want: []string{"kmm/mod is `via: operator`"}},
+		{name: "two module lists", in: moduleList(false) + moduleList(false), want: []string{"document 2", "a second module list"}},
+		{name: "module list of another format", in: strings.Replace(moduleList(false), "modules: v1", "modules: v2", 1), want: []string{`format render.kmm.dev/modules="v2"`, `reads "v1"`}},
+		{name: "module list with a misspelled field", in: moduleList(false, map[string]any{"name": "mod", "namespace": "kmm", "selecter": map[string]any{"a": "b"}}), want: []string{"modules[0] (kmm/mod)", `unknown field "selecter"`}},
+		{name: "module listed twice", in: moduleList(false, map[string]any{"name": "mod", "namespace": "kmm"}, map[string]any{"name": "mod", "namespace": "kmm"}), want: []string{"modules[0] and modules[1] are both module kmm/mod"}},
+		{name: "Module object with a misspelled field", in: "---\napiVersion: kmm.sigs.x-k8s.io/v1beta1\nkind: Module\nmetadata:\n  name: m\n  namespace: kmm\nspec:\n  selector: {a: b}\n  moduleLoader:\n    container:\n      modprobe: {moduleName: m}\n      kernelMapings: []\n", want: []string{"Module kmm/m", `unknown field "spec.moduleLoader.container.kernelMapings"`}},
+		{name: "Module object that KMM refuses", in: "---\napiVersion: kmm.sigs.x-k8s.io/v1beta1\nkind: Module\nmetadata:\n  name: m\n  namespace: kmm\nspec:\n  selector: {a: b}\n  moduleLoader:\n    container:\n      modprobe: {moduleName: m, modulesLoadingOrder: [x, m]}\n      kernelMappings: [{regexp: ., containerImage: r/m:1}]\n", want: []string{"Module kmm/m", "spec.moduleLoader.container.modprobe.modulesLoadingOrder[0]", `must be moduleName ("m")`}},
+		{name: "Module object whose mapping lacks containerImage", in: "---\napiVersion: kmm.sigs.x-k8s.io/v1beta1\nkind: Module\nmetadata:\n  name: m\n  namespace: kmm\nspec:\n  selector: {a: b}\n  moduleLoader:\n    container:\n      containerImage: r/m:1\n      modprobe: {moduleName: m}\n      kernelMappings: [{regexp: .}]\n", want: []string{"Module kmm/m", "spec.moduleLoader.container.kernelMappings[0].containerImage: Required value", "the Module CRD"}},
 		{name: "folded kernels", in: template("mod", "kmm", anyKernelSpec, false, ""), o: Options{Nodes: StaticNodes([]nodes.Node{node("a", "5.10.109+", nil), node("b", "5.10.109", nil)})}, want: []string{`kernels "5.10.109" and "5.10.109+"`, "cannot tell"}},
-		{name: "module without namespace", in: "---\napiVersion: kmm.sigs.x-k8s.io/v1beta1\nkind: Module\nmetadata:\n  name: m\nspec:\n  selector: {a: b}\n  moduleLoader:\n    container:\n      modprobe: {moduleName: m}\n      kernelMappings: [{regexp: ., containerImage: r/m:1}]\n", want: []string{"Module m", "no metadata.namespace"}},
+		{name: "module without namespace", in: "---\napiVersion: kmm.sigs.x-k8s.io/v1beta1\nkind: Module\nmetadata:\n  name: m\nspec:\n  selector: {a: b}\n  moduleLoader:\n    container:\n      modprobe: {moduleName: m}\n      kernelMappings: [{regexp: ., containerImage: r/m:1}]\n", want: []string{"Module m", "metadata.namespace: Required value"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

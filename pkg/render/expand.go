@@ -1,54 +1,45 @@
 package render
 
 import (
-	"encoding/json"
 	"fmt"
 	"strconv"
+	"strings"
 
-	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"sigs.k8s.io/kustomize/kyaml/yaml"
+
+	"kmm.dev/kmm/pkg/contract"
 )
 
-// Template is a loader DaemonSet template, as the chart renders it.
+// Template is a loader DaemonSet template, as the chart renders it, and its module.
 type Template struct {
 	Node   *yaml.RNode
-	Module *ModuleSpec
-	// Tolerations are the pod template's: what the scheduler will see, so what selects nodes.
-	Tolerations []corev1.Toleration
+	Module *Module
 }
 
-// ParseTemplate reads the module and the pod tolerations off a marked DaemonSet template.
-func ParseTemplate(n *yaml.RNode) (*Template, error) {
+// TemplateModule returns the "<namespace>/<name>" of the module a marked template expands.
+func TemplateModule(n *yaml.RNode) (string, error) {
 	if n.GetKind() != "DaemonSet" {
-		return nil, fmt.Errorf("%s is marked %s=%s but is a %s, not a DaemonSet", n.GetName(), AnnotationExpand, ExpandModuleLoader, n.GetKind())
+		return "", fmt.Errorf("%s is marked %s=%s but is a %s, not a DaemonSet", n.GetName(), contract.AnnotationExpand, contract.ExpandModuleLoader, n.GetKind())
 	}
-	raw, ok := n.GetAnnotations()[AnnotationModule]
-	if !ok {
-		return nil, fmt.Errorf("template %s has no %s annotation", n.GetName(), AnnotationModule)
+	id := n.GetAnnotations()[contract.AnnotationModule]
+	if ns, name, ok := strings.Cut(id, "/"); !ok || len(validation.IsDNS1123Label(ns)) > 0 || len(validation.IsDNS1123Label(name)) > 0 {
+		return "", fmt.Errorf("template %s: annotation %s=%q does not name a module as <namespace>/<name>", n.GetName(), contract.AnnotationModule, id)
 	}
-	m, err := ParseModuleSpec(raw)
-	if err != nil {
-		return nil, fmt.Errorf("template %s: %w", n.GetName(), err)
+	return id, nil
+}
+
+// NewTemplate pairs a marked DaemonSet template with its module, and checks that it holds the
+// loader container kmm-render fills in.
+func NewTemplate(n *yaml.RNode, m *Module) (*Template, error) {
+	if m.Container() == nil {
+		return nil, fmt.Errorf("template %s: module %s has no moduleLoader", n.GetName(), m.ID())
 	}
-	t := &Template{Node: n, Module: m}
-	tol, err := n.Pipe(yaml.Lookup("spec", "template", "spec", "tolerations"))
-	if err != nil {
-		return nil, fmt.Errorf("template %s: reading tolerations: %w", n.GetName(), err)
+	c, err := n.Pipe(yaml.Lookup("spec", "template", "spec", "containers", "[name="+contract.LoaderContainer+"]"))
+	if err != nil || c == nil {
+		return nil, fmt.Errorf("template %s has no container named %q", n.GetName(), contract.LoaderContainer)
 	}
-	if tol != nil {
-		b, err := tol.MarshalJSON()
-		if err != nil {
-			return nil, fmt.Errorf("template %s: reading tolerations: %w", n.GetName(), err)
-		}
-		if err := json.Unmarshal(b, &t.Tolerations); err != nil {
-			return nil, fmt.Errorf("template %s: tolerations: %w", n.GetName(), err)
-		}
-	}
-	containers, err := n.Pipe(yaml.Lookup("spec", "template", "spec", "containers", "[name="+LoaderContainer+"]"))
-	if err != nil || containers == nil {
-		return nil, fmt.Errorf("template %s has no container named %q", n.GetName(), LoaderContainer)
-	}
-	return t, nil
+	return &Template{Node: n, Module: m}, nil
 }
 
 // Expand makes one DaemonSet per target of plan from the template: named after the template and
@@ -78,20 +69,20 @@ func (t *Template) expandOne(tg Target, kernelLabel string) (*yaml.RNode, error)
 	}
 	hash := KernelHash(tg.Kernel)
 	labels := map[string]string{
-		LabelModuleName:      m.Name,
-		LabelModuleNamespace: m.Namespace,
-		LabelRole:            RoleModuleLoader,
-		LabelKernel:          tg.LabelValue,
-		LabelKernelHash:      hash,
+		contract.LabelModuleName:      m.Name,
+		contract.LabelModuleNamespace: m.Namespace,
+		contract.LabelRole:            contract.RoleModuleLoader,
+		contract.LabelKernel:          tg.LabelValue,
+		contract.LabelKernelHash:      hash,
 	}
 	// Each filter on its own: a pipe hands each filter the previous one's result.
 	for _, f := range []yaml.Filter{
-		yaml.ClearAnnotation(AnnotationExpand),
-		yaml.ClearAnnotation(AnnotationModule),
-		yaml.SetAnnotation(AnnotationKernel, tg.Kernel),
-		yaml.SetAnnotation(AnnotationMapping, strconv.Itoa(tg.Mapping)+": "+m.KernelMappings[tg.Mapping].Describe()),
-		yaml.SetAnnotation(AnnotationPlatform, tg.Platform),
-		yaml.SetAnnotation(AnnotationOS, tg.OS),
+		yaml.ClearAnnotation(contract.AnnotationExpand),
+		yaml.ClearAnnotation(contract.AnnotationModule),
+		yaml.SetAnnotation(contract.AnnotationKernel, tg.Kernel),
+		yaml.SetAnnotation(contract.AnnotationMapping, strconv.Itoa(tg.Mapping)+": "+m.Mappings[tg.Mapping].Describe()),
+		yaml.SetAnnotation(contract.AnnotationPlatform, tg.Platform),
+		yaml.SetAnnotation(contract.AnnotationOS, tg.OS),
 	} {
 		if err := ds.PipeE(f); err != nil {
 			return nil, err
@@ -114,12 +105,19 @@ func (t *Template) expandOne(tg Target, kernelLabel string) (*yaml.RNode, error)
 	if err := setStrings(ds, []string{"spec", "template", "spec", "nodeSelector"}, selector, true); err != nil {
 		return nil, fmt.Errorf("setting the nodeSelector: %w", err)
 	}
-	c, err := ds.Pipe(yaml.Lookup("spec", "template", "spec", "containers", "[name="+LoaderContainer+"]"))
+	c, err := ds.Pipe(yaml.Lookup("spec", "template", "spec", "containers", "[name="+contract.LoaderContainer+"]"))
 	if err != nil {
 		return nil, err
 	}
 	if err := c.PipeE(yaml.SetField("image", yaml.NewStringRNode(tg.Image))); err != nil {
 		return nil, fmt.Errorf("setting the image: %w", err)
+	}
+	load, unload := LoaderScripts(m.Container(), &m.Container().KernelMappings[tg.Mapping])
+	for _, h := range []struct{ hook, script string }{{"postStart", load}, {"preStop", unload}} {
+		cmd := yaml.NewListRNode("/bin/sh", "-c", h.script)
+		if err := c.PipeE(yaml.LookupCreate(yaml.MappingNode, "lifecycle", h.hook, "exec"), yaml.SetField("command", cmd)); err != nil {
+			return nil, fmt.Errorf("setting the %s command: %w", h.hook, err)
+		}
 	}
 	return ds, nil
 }

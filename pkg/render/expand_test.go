@@ -1,7 +1,6 @@
 package render
 
 import (
-	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -11,14 +10,18 @@ import (
 	"sigs.k8s.io/kustomize/kyaml/yaml"
 	sigsyaml "sigs.k8s.io/yaml"
 
+	"kmm.dev/kmm/pkg/contract"
 	"kmm.dev/kmm/pkg/nodes"
 )
 
 const testModuleJSON = `{"name":"kmm-ci-a","namespace":"kmm-demo",` +
 	`"selector":{"kubernetes.io/os":"linux","pool":"gpu"},` +
-	`"containerImage":"r/kmm-ci-a:${KERNEL_FULL_VERSION}",` +
+	`"tolerations":[{"key":"nvidia.com/gpu","operator":"Equal","value":"true","effect":"NoSchedule"},` +
+	`{"key":"example.com/maintenance","operator":"Exists"}],` +
+	`"moduleLoader":{"container":{"containerImage":"r/kmm-ci-a:${KERNEL_FULL_VERSION}",` +
+	`"modprobe":{"moduleName":"kmm_ci_a","parameters":["debug=1"]},` +
 	`"kernelMappings":[{"literal":"5.15.0-105-generic"},` +
-	`{"regexp":"^5\\.10\\.109$","containerImage":"r/kmm-ci-a:cos-${KERNEL_XYZ}"}]}`
+	`{"regexp":"^5\\.10\\.109$","containerImage":"r/kmm-ci-a:cos-${KERNEL_XYZ}"}]}}}`
 
 // templateYAML is a loader template shaped like charts/kmm/templates/module-loader.yaml renders it.
 func templateYAML(kind, annotations, containers string) string {
@@ -57,7 +60,7 @@ spec:
 
 const (
 	goodAnnotations = `    render.kmm.dev/expand: module-loader
-    render.kmm.dev/module: '` + testModuleJSON + `'
+    render.kmm.dev/module: kmm-demo/kmm-ci-a
     keep.example.com/note: kept`
 	goodContainers = `        - name: sidecar
           image: busybox:1.36
@@ -71,36 +74,16 @@ func parseTemplate(t *testing.T, s string) *Template {
 	t.Helper()
 	n, err := yaml.Parse(s)
 	require.NoError(t, err)
-	tpl, err := ParseTemplate(n)
+	id, err := TemplateModule(n)
+	require.NoError(t, err)
+	m := compile(t, testModuleJSON)
+	require.Equal(t, m.ID(), id)
+	tpl, err := NewTemplate(n, m)
 	require.NoError(t, err)
 	return tpl
 }
 
-func TestParseTemplate(t *testing.T) {
-	tpl := parseTemplate(t, templateYAML("DaemonSet", goodAnnotations, goodContainers))
-	assert.Equal(t, "kmm-ci-a", tpl.Module.Name)
-	assert.Equal(t, "kmm-demo", tpl.Module.Namespace)
-	assert.Equal(t, map[string]string{"kubernetes.io/os": "linux", "pool": "gpu"}, tpl.Module.Selector)
-	require.Len(t, tpl.Module.KernelMappings, 2)
-	assert.Equal(t, []corev1.Toleration{
-		{Key: "nvidia.com/gpu", Operator: corev1.TolerationOpEqual, Value: "true", Effect: corev1.TaintEffectNoSchedule},
-		{Key: "example.com/maintenance", Operator: corev1.TolerationOpExists},
-	}, tpl.Tolerations)
-
-	// Without tolerations.
-	noTol := strings.Replace(templateYAML("DaemonSet", goodAnnotations, goodContainers), `      tolerations:
-        - key: nvidia.com/gpu
-          operator: Equal
-          value: "true"
-          effect: NoSchedule
-        - key: example.com/maintenance
-          operator: Exists
-`, "", 1)
-	require.NotContains(t, noTol, "tolerations")
-	assert.Empty(t, parseTemplate(t, noTol).Tolerations)
-}
-
-func TestParseTemplateErrors(t *testing.T) {
+func TestTemplateModuleErrors(t *testing.T) {
 	tests := []struct {
 		name    string
 		yaml    string
@@ -114,40 +97,63 @@ func TestParseTemplateErrors(t *testing.T) {
 		{
 			name:    "missing module annotation",
 			yaml:    templateYAML("DaemonSet", "    render.kmm.dev/expand: module-loader", goodContainers),
-			wantErr: []string{"kmm-ci-a-loader", "render.kmm.dev/module"},
+			wantErr: []string{"kmm-ci-a-loader", `render.kmm.dev/module=""`, "<namespace>/<name>"},
 		},
 		{
-			name: "invalid module annotation",
+			name: "module annotation without a namespace",
 			yaml: templateYAML("DaemonSet", `    render.kmm.dev/expand: module-loader
-    render.kmm.dev/module: '{"name":"kmm-ci-a","bogus":1}'`, goodContainers),
-			wantErr: []string{"kmm-ci-a-loader", "bogus"},
+    render.kmm.dev/module: kmm-ci-a`, goodContainers),
+			wantErr: []string{"kmm-ci-a-loader", `render.kmm.dev/module="kmm-ci-a"`},
 		},
 		{
-			name: "module that fails validation",
+			name: "module annotation of an older chart (JSON)",
 			yaml: templateYAML("DaemonSet", `    render.kmm.dev/expand: module-loader
-    render.kmm.dev/module: '{"name":"kmm-ci-a","namespace":"kmm-demo","selector":{"a":"b"},"containerImage":"r/m","kernelMappings":[{"literal":"x"}]}'`, goodContainers),
-			wantErr: []string{"kmm-ci-a-loader", "neither a tag nor a digest"},
-		},
-		{
-			name: "no module-loader container",
-			yaml: templateYAML("DaemonSet", goodAnnotations, `        - name: sidecar
-          image: busybox:1.36
-        - name: loader
-          image: r/m:1
-`),
-			wantErr: []string{"kmm-ci-a-loader", `"module-loader"`},
-		},
-		{
-			name:    "empty containers",
-			yaml:    templateYAML("DaemonSet", goodAnnotations, "        []\n"),
-			wantErr: []string{`"module-loader"`},
+    render.kmm.dev/module: '{"name":"kmm-ci-a","namespace":"x/y"}'`, goodContainers),
+			wantErr: []string{"kmm-ci-a-loader", "does not name a module"},
 		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			n, err := yaml.Parse(tt.yaml)
 			require.NoError(t, err)
-			tpl, err := ParseTemplate(n)
+			_, err = TemplateModule(n)
+			require.Error(t, err)
+			for _, s := range tt.wantErr {
+				assert.Contains(t, err.Error(), s)
+			}
+		})
+	}
+}
+
+func TestNewTemplateErrors(t *testing.T) {
+	tests := []struct {
+		name       string
+		containers string
+		module     string
+		wantErr    []string
+	}{
+		{
+			name: "no module-loader container",
+			containers: `        - name: sidecar
+          image: busybox:1.36
+        - name: loader
+          image: r/m:1
+`,
+			module:  testModuleJSON,
+			wantErr: []string{"kmm-ci-a-loader", `"module-loader"`},
+		},
+		{name: "empty containers", containers: "        []\n", module: testModuleJSON, wantErr: []string{`"module-loader"`}},
+		{
+			name: "module without a loader", containers: goodContainers,
+			module:  `{"name":"kmm-ci-a","namespace":"kmm-demo","via":"operator","devicePlugin":{"container":{"image":"r/dp:1"}}}`,
+			wantErr: []string{"kmm-ci-a-loader", "kmm-demo/kmm-ci-a has no moduleLoader"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			n, err := yaml.Parse(templateYAML("DaemonSet", goodAnnotations, tt.containers))
+			require.NoError(t, err)
+			tpl, err := NewTemplate(n, compile(t, tt.module))
 			require.Error(t, err)
 			assert.Nil(t, tpl)
 			for _, s := range tt.wantErr {
@@ -182,7 +188,7 @@ func TestTemplateExpand(t *testing.T) {
 	before, err := tpl.Node.String()
 	require.NoError(t, err)
 
-	p, err := NewPlan(tpl.Module, tpl.Tolerations, expandNodes(), kl)
+	p, err := NewPlan(tpl.Module, expandNodes(), kl)
 	require.NoError(t, err)
 	require.Len(t, p.Targets, 2)
 
@@ -216,21 +222,21 @@ func TestTemplateExpand(t *testing.T) {
 			names[ds.Name] = true
 
 			assert.Equal(t, map[string]string{
-				AnnotationKernel:        tt.kernel,
-				AnnotationMapping:       tt.mapping,
-				AnnotationPlatform:      "generic", // the test's nodes name no cloud and no OS image
-				AnnotationOS:            "unknown",
-				"keep.example.com/note": "kept",
+				contract.AnnotationKernel:   tt.kernel,
+				contract.AnnotationMapping:  tt.mapping,
+				contract.AnnotationPlatform: "generic", // the test's nodes name no cloud and no OS image
+				contract.AnnotationOS:       "unknown",
+				"keep.example.com/note":     "kept",
 			}, ds.Annotations)
-			assert.NotContains(t, ds.Annotations, AnnotationExpand)
-			assert.NotContains(t, ds.Annotations, AnnotationModule)
+			assert.NotContains(t, ds.Annotations, contract.AnnotationExpand)
+			assert.NotContains(t, ds.Annotations, contract.AnnotationModule)
 
 			kmmLabels := map[string]string{
 				"kmm.node.kubernetes.io/module.name":      "kmm-ci-a",
 				"kmm.node.kubernetes.io/module.namespace": "kmm-demo",
 				"kmm.node.kubernetes.io/role":             "module-loader",
-				LabelKernel:                               tt.labelValue,
-				LabelKernelHash:                           KernelHash(tt.kernel),
+				contract.LabelKernel:                      tt.labelValue,
+				contract.LabelKernelHash:                  KernelHash(tt.kernel),
 			}
 			withTemplate := func(extra map[string]string) map[string]string {
 				m := map[string]string{}
@@ -259,7 +265,10 @@ func TestTemplateExpand(t *testing.T) {
 				kl:                 tt.labelValue,
 			}, ds.Spec.Template.Spec.NodeSelector, "nodeSelector: module selector + kernel label only")
 
-			assert.Equal(t, tpl.Tolerations, ds.Spec.Template.Spec.Tolerations, "tolerations kept")
+			assert.Equal(t, []corev1.Toleration{
+				{Key: "nvidia.com/gpu", Operator: corev1.TolerationOpEqual, Value: "true", Effect: corev1.TaintEffectNoSchedule},
+				{Key: "example.com/maintenance", Operator: corev1.TolerationOpExists},
+			}, ds.Spec.Template.Spec.Tolerations, "the template's tolerations kept")
 
 			require.Len(t, ds.Spec.Template.Spec.Containers, 2)
 			assert.Equal(t, "sidecar", ds.Spec.Template.Spec.Containers[0].Name)
@@ -267,6 +276,10 @@ func TestTemplateExpand(t *testing.T) {
 			assert.Equal(t, "module-loader", ds.Spec.Template.Spec.Containers[1].Name)
 			assert.Equal(t, tt.image, ds.Spec.Template.Spec.Containers[1].Image)
 			assert.Equal(t, []string{"sleep", "infinity"}, ds.Spec.Template.Spec.Containers[1].Command)
+			lc := ds.Spec.Template.Spec.Containers[1].Lifecycle
+			require.NotNil(t, lc)
+			assert.Equal(t, []string{"/bin/sh", "-c", "set -eu\nmodprobe -v -d '/opt' 'kmm_ci_a' 'debug=1'"}, lc.PostStart.Exec.Command)
+			assert.Equal(t, []string{"/bin/sh", "-c", "set -eu\nmodprobe -r -v -d '/opt' 'kmm_ci_a'"}, lc.PreStop.Exec.Command)
 		})
 	}
 	assert.Len(t, names, 2, "names distinct")
@@ -282,7 +295,7 @@ func TestTemplateExpandCustomKernelLabel(t *testing.T) {
 	tpl := parseTemplate(t, templateYAML("DaemonSet", goodAnnotations, goodContainers))
 	const key = "example.com/kernel"
 	ns := []nodes.Node{node("w1", "5.15.0-105-generic", linux, "pool=gpu", key+"=jammy-105")}
-	p, err := NewPlan(tpl.Module, tpl.Tolerations, ns, key)
+	p, err := NewPlan(tpl.Module, ns, key)
 	require.NoError(t, err)
 	out, err := tpl.Expand(p, key)
 	require.NoError(t, err)
@@ -290,7 +303,7 @@ func TestTemplateExpandCustomKernelLabel(t *testing.T) {
 	ds := decodeDS(t, out[0])
 	assert.Equal(t, map[string]string{"kubernetes.io/os": "linux", "pool": "gpu", key: "jammy-105"}, ds.Spec.Template.Spec.NodeSelector)
 	assert.NotContains(t, ds.Spec.Template.Spec.NodeSelector, kl)
-	assert.Equal(t, "jammy-105", ds.Labels[LabelKernel])
+	assert.Equal(t, "jammy-105", ds.Labels[contract.LabelKernel])
 }
 
 func TestTemplateExpandNoTargets(t *testing.T) {
@@ -308,7 +321,7 @@ metadata:
   name: bare
   annotations:
     render.kmm.dev/expand: module-loader
-    render.kmm.dev/module: '` + testModuleJSON + `'
+    render.kmm.dev/module: kmm-demo/kmm-ci-a
 spec:
   template:
     spec:
@@ -323,10 +336,10 @@ spec:
 	require.Len(t, out, 1)
 	ds := decodeDS(t, out[0])
 	assert.Equal(t, "bare-5-15-0-105-generic", ds.Name)
-	assert.Equal(t, "module-loader", ds.Labels[LabelRole])
+	assert.Equal(t, "module-loader", ds.Labels[contract.LabelRole])
 	require.NotNil(t, ds.Spec.Selector)
-	assert.Equal(t, "kmm-ci-a", ds.Spec.Selector.MatchLabels[LabelModuleName])
-	assert.Equal(t, "kmm-demo", ds.Spec.Template.Labels[LabelModuleNamespace])
+	assert.Equal(t, "kmm-ci-a", ds.Spec.Selector.MatchLabels[contract.LabelModuleName])
+	assert.Equal(t, "kmm-demo", ds.Spec.Template.Labels[contract.LabelModuleNamespace])
 	assert.Equal(t, map[string]string{"kubernetes.io/os": "linux", "pool": "gpu", kl: "5.15.0-105-generic"}, ds.Spec.Template.Spec.NodeSelector)
 	assert.Equal(t, "r/kmm-ci-a:5.15.0-105-generic", ds.Spec.Template.Spec.Containers[0].Image)
 }

@@ -3,15 +3,17 @@ package render
 import (
 	"fmt"
 	"regexp"
-	"strings"
+
+	kmmv1beta1 "kmm.dev/kmm/api/v1beta1"
+	"kmm.dev/kmm/pkg/module"
 )
 
 // KernelMapping is one entry of a module's kernelMappings, shaped like KMM's Module API:
 // exactly one of Literal and Regexp, and an optional image that overrides the module's.
 type KernelMapping struct {
-	Literal        string `json:"literal,omitempty"`
-	Regexp         string `json:"regexp,omitempty"`
-	ContainerImage string `json:"containerImage,omitempty"`
+	Literal        string
+	Regexp         string
+	ContainerImage string
 
 	re *regexp.Regexp
 }
@@ -42,9 +44,9 @@ func (m Mappings) Compile() error {
 
 // Match returns the index of the first mapping that matches kernel, or -1. Like KMM, the
 // kernel is matched with its trailing '+' trimmed (GKE COS reports e.g. "5.10.109+"): see
-// MatchKernel. Compile must have been called.
+// module.MatchKernel. Compile must have been called.
 func (m Mappings) Match(kernel string) int {
-	k := MatchKernel(kernel)
+	k := module.MatchKernel(kernel)
 	for i := range m {
 		km := &m[i]
 		if km.Literal != "" {
@@ -65,14 +67,5 @@ func (m Mappings) Match(kernel string) int {
 
 // Describe names a mapping for people: `literal "5.4.1"` or `regexp "^5\.4"`.
 func (km KernelMapping) Describe() string {
-	if km.Literal != "" {
-		return "literal " + km.Literal
-	}
-	return "regexp " + km.Regexp
-}
-
-// MatchKernel is the kernel string KMM matches mappings against and substitutes into images:
-// status.nodeInfo.kernelVersion with a trailing '+' trimmed.
-func MatchKernel(kernel string) string {
-	return strings.TrimSuffix(kernel, "+")
+	return module.DescribeMapping(&kmmv1beta1.KernelMapping{Literal: km.Literal, Regexp: km.Regexp})
 }

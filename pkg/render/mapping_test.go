@@ -241,22 +241,6 @@ func TestMappingsMatchPanicsBeforeCompile(t *testing.T) {
 	}
 }
 
-func TestMatchKernel(t *testing.T) {
-	tests := []struct{ in, want string }{
-		{"5.10.109+", "5.10.109"},
-		{"6.1.100+", "6.1.100"},
-		{"5.10.109", "5.10.109"},
-		{"5.10.109++", "5.10.109+"},
-		{"+5.10.109", "+5.10.109"},
-		{"", ""},
-	}
-	for _, tt := range tests {
-		t.Run(tt.in, func(t *testing.T) {
-			assert.Equal(t, tt.want, MatchKernel(tt.in))
-		})
-	}
-}
-
 func TestKernelMappingDescribe(t *testing.T) {
 	tests := []struct {
 		km   KernelMapping

@@ -30,7 +30,7 @@ type Unmatched struct {
 
 // Plan says what a module gets on a set of nodes.
 type Plan struct {
-	Module    *ModuleSpec
+	Module    *Module
 	Targets   []Target    // sorted by kernel
 	Unmatched []Unmatched // sorted by kernel
 	// Warnings are things a person must know (nodes missing the kernel label, kernels that no
@@ -82,26 +82,26 @@ func Selects(selector map[string]string, tolerations []corev1.Toleration, n node
 	return true
 }
 
-// NewPlan matches the module against the nodes: which kernels its selected nodes run, which
+// NewPlan matches the module against the nodes (its selector and tolerations pick them): which kernels its selected nodes run, which
 // mapping each kernel hits, the image, and the kernel label value that selects those nodes.
 // kernelLabel is the node label key that carries the kernel. Nodes that already carry it keep
 // their actual value; for the others it is computed as NFD would, and a warning names them.
 // An empty kernelLabel plans for KMM's own controller, which selects nodes without a kernel
 // label: targets then have no LabelValue.
-func NewPlan(m *ModuleSpec, tolerations []corev1.Toleration, all []nodes.Node, kernelLabel string) (*Plan, error) {
-	return NewPlanForGroups(m, tolerations, nodes.ByKernel(all), kernelLabel)
+func NewPlan(m *Module, all []nodes.Node, kernelLabel string) (*Plan, error) {
+	return NewPlanForGroups(m, nodes.ByKernel(all), kernelLabel)
 }
 
 // NewPlanForGroups is NewPlan over nodes already grouped by nodes.ByKernel, so that many
 // modules can be planned against one inventory without grouping and sorting it again.
-func NewPlanForGroups(m *ModuleSpec, tolerations []corev1.Toleration, groups []nodes.KernelGroup, kernelLabel string) (*Plan, error) {
+func NewPlanForGroups(m *Module, groups []nodes.KernelGroup, kernelLabel string) (*Plan, error) {
 	p := &Plan{Module: m}
 	byLabel := map[string]string{} // label value -> kernel, to catch folds
 	var labelled []nodes.Node      // selected nodes that carry the kernel label
 	for _, all := range groups {
 		g := nodes.KernelGroup{Kernel: all.Kernel}
 		for _, n := range all.Nodes {
-			if Selects(m.Selector, tolerations, n) {
+			if Selects(m.Selector, m.Tolerations, n) {
 				g.Nodes = append(g.Nodes, n)
 				if _, ok := n.Labels[kernelLabel]; ok && kernelLabel != "" {
 					labelled = append(labelled, n)
@@ -116,7 +116,7 @@ func NewPlanForGroups(m *ModuleSpec, tolerations []corev1.Toleration, groups []n
 			p.Warnings = append(p.Warnings, fmt.Sprintf("module %s: node(s) %s report no kernel (status.nodeInfo.kernelVersion); they get no loader", m.ID(), strings.Join(names, ", ")))
 			continue
 		}
-		idx := m.KernelMappings.Match(g.Kernel)
+		idx := m.Mappings.Match(g.Kernel)
 		if idx < 0 {
 			p.Unmatched = append(p.Unmatched, Unmatched{Kernel: g.Kernel, Nodes: names})
 			continue

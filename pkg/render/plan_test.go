@@ -8,6 +8,8 @@ import (
 	"github.com/stretchr/testify/require"
 	corev1 "k8s.io/api/core/v1"
 
+	kmmv1beta1 "kmm.dev/kmm/api/v1beta1"
+	"kmm.dev/kmm/pkg/module"
 	"kmm.dev/kmm/pkg/nodes"
 )
 
@@ -164,30 +166,29 @@ func TestSelects(t *testing.T) {
 	}
 }
 
-func planModule() *ModuleSpec {
-	m := &ModuleSpec{
-		Name:           "kmm-ci-a",
-		Namespace:      "kmm-demo",
-		Selector:       map[string]string{"kubernetes.io/os": "linux"},
-		ContainerImage: "r/kmm-ci-a:${KERNEL_FULL_VERSION}",
-		KernelMappings: Mappings{
-			{Literal: "5.15.0-105-generic"},
-			{Regexp: `^6\.8\.`, ContainerImage: "r/kmm-ci-a:noble-${KERNEL_XYZ}"},
-			{Regexp: `^5\.10\.109$`},
-		},
+// planModuleWith compiles the plan tests' module after mutate changes it.
+func planModuleWith(t *testing.T, mutate func(c *kmmv1beta1.ModuleLoaderContainerSpec)) *Module {
+	t.Helper()
+	m := decodeModule(t, `{"name":"kmm-ci-a","namespace":"kmm-demo","selector":{"kubernetes.io/os":"linux"},
+		"moduleLoader":{"container":{"containerImage":"r/kmm-ci-a:${KERNEL_FULL_VERSION}","modprobe":{"moduleName":"kmm_ci_a"},
+		"kernelMappings":[{"literal":"5.15.0-105-generic"},{"regexp":"^6\\.8\\.","containerImage":"r/kmm-ci-a:noble-${KERNEL_XYZ}"},{"regexp":"^5\\.10\\.109$"}]}}}`)
+	if mutate != nil {
+		mutate(m.Container())
 	}
-	if err := m.Validate(); err != nil {
-		panic(err)
-	}
-	return m
+	require.Empty(t, m.Validate(module.ValuesPaths(0)))
+	rm, err := NewModule(m)
+	require.NoError(t, err)
+	return rm
 }
+
+func planModule(t *testing.T) *Module { return planModuleWith(t, nil) }
 
 const linux = "kubernetes.io/os=linux"
 
 func TestNewPlan(t *testing.T) {
 	tests := []struct {
 		name          string
-		module        func(t *testing.T) *ModuleSpec
+		module        func(t *testing.T) *Module
 		tolerations   []corev1.Toleration
 		nodes         []nodes.Node
 		kernelLabel   string
@@ -368,11 +369,10 @@ func TestNewPlan(t *testing.T) {
 		},
 		{
 			name: "kernel no label value can express, unlabelled: warning, no target",
-			module: func(t *testing.T) *ModuleSpec {
-				m := planModule()
-				m.KernelMappings = append(m.KernelMappings, KernelMapping{Regexp: "^x"})
-				require.NoError(t, m.Validate())
-				return m
+			module: func(t *testing.T) *Module {
+				return planModuleWith(t, func(c *kmmv1beta1.ModuleLoaderContainerSpec) {
+					c.KernelMappings = append(c.KernelMappings, kmmv1beta1.KernelMapping{Regexp: "^x"})
+				})
 			},
 			kernelLabel:  kl,
 			nodes:        []nodes.Node{node("long", "x"+strings.Repeat("y", 70), linux)},
@@ -380,15 +380,14 @@ func TestNewPlan(t *testing.T) {
 		},
 		{
 			name: "image substitution error propagates",
-			module: func(t *testing.T) *ModuleSpec {
-				m := planModule()
-				m.KernelMappings = Mappings{{Regexp: ".", ContainerImage: "r/m:${KERNEL_XYZ}"}}
-				require.NoError(t, m.Validate())
-				return m
+			module: func(t *testing.T) *Module {
+				return planModuleWith(t, func(c *kmmv1beta1.ModuleLoaderContainerSpec) {
+					c.KernelMappings = []kmmv1beta1.KernelMapping{{Regexp: ".", ContainerImage: "r/m:${KERNEL_X}-${KERNEL_Y}"}}
+				})
 			},
 			kernelLabel: kl,
 			nodes:       []nodes.Node{node("w", "custom", linux)},
-			wantErr:     []string{"KERNEL_XYZ"},
+			wantErr:     []string{"KERNEL_X"},
 		},
 		{
 			name:        "no node selected: empty plan",
@@ -398,11 +397,12 @@ func TestNewPlan(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			m := planModule()
+			m := planModule(t)
 			if tt.module != nil {
 				m = tt.module(t)
 			}
-			p, err := NewPlan(m, tt.tolerations, tt.nodes, tt.kernelLabel)
+			m.Tolerations = tt.tolerations
+			p, err := NewPlan(m, tt.nodes, tt.kernelLabel)
 			if len(tt.wantErr) > 0 {
 				require.Error(t, err)
 				for _, s := range tt.wantErr {
@@ -430,7 +430,7 @@ func TestNewPlan(t *testing.T) {
 			for i, n := range tt.nodes {
 				rev[len(rev)-1-i] = n
 			}
-			p2, err := NewPlan(m, tt.tolerations, rev, tt.kernelLabel)
+			p2, err := NewPlan(m, rev, tt.kernelLabel)
 			require.NoError(t, err)
 			assert.Equal(t, p.Targets, p2.Targets)
 			assert.Equal(t, p.Unmatched, p2.Unmatched)
@@ -484,7 +484,7 @@ func TestNewPlanLabelValueCarriedByAnotherKernel(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			p, err := NewPlan(planModule(), nil, tt.nodes, kl)
+			p, err := NewPlan(planModule(t), tt.nodes, kl)
 			if err == nil {
 				t.Errorf("nodes of kernels %q share one %s value, so a generated nodeSelector selects nodes of another kernel, yet NewPlan returned no error (targets %+v, unmatched %+v, warnings %q)",
 					tt.kernels, kl, p.Targets, p.Unmatched, p.Warnings)
@@ -498,9 +498,8 @@ func TestNewPlanLabelValueCarriedByAnotherKernel(t *testing.T) {
 }
 
 func TestPlanPlatforms(t *testing.T) {
-	m := &ModuleSpec{Name: "m", Namespace: "kmm", Selector: map[string]string{"kubernetes.io/os": "linux"},
-		ContainerImage: "r/m:${KERNEL_FULL_VERSION}", KernelMappings: Mappings{{Regexp: "."}}}
-	require.NoError(t, m.Validate())
+	m := compile(t, `{"name":"m","namespace":"kmm","selector":{"kubernetes.io/os":"linux"},
+		"moduleLoader":{"container":{"containerImage":"r/m:${KERNEL_FULL_VERSION}","modprobe":{"moduleName":"m"},"kernelMappings":[{"regexp":"."}]}}}`)
 	linux := func(extra map[string]string) map[string]string {
 		l := map[string]string{"kubernetes.io/os": "linux"}
 		for k, v := range extra {
@@ -514,7 +513,7 @@ func TestPlanPlatforms(t *testing.T) {
 		{Name: "metal", Kernel: "6.8.0-51-generic", OSImage: "Ubuntu 24.04.1 LTS", Labels: linux(nil)},
 		{Name: "fargate", Kernel: "5.10.1-1.amzn2.x86_64", OSImage: "Amazon Linux 2", Labels: linux(map[string]string{"eks.amazonaws.com/compute-type": "fargate"})},
 	}
-	p, err := NewPlan(m, nil, ns, DefaultKernelLabel)
+	p, err := NewPlan(m, ns, DefaultKernelLabel)
 	require.NoError(t, err)
 	got := map[string][2]string{}
 	for _, tg := range p.Targets {

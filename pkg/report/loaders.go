@@ -14,7 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 
-	"kmm.dev/kmm/pkg/render"
+	"kmm.dev/kmm/pkg/contract"
 )
 
 // LoaderRow is one loader DaemonSet as it runs in a cluster.
@@ -30,7 +30,7 @@ type LoaderRow struct {
 // Loaders lists the loader DaemonSets kmm-render generated and their pods, in every namespace:
 // what is loaded where. It only reads.
 func Loaders(ctx context.Context, c kubernetes.Interface) ([]LoaderRow, error) {
-	sel := render.LabelRole + "=" + render.RoleModuleLoader
+	sel := contract.LabelRole + "=" + contract.RoleModuleLoader
 	dss, err := c.AppsV1().DaemonSets(metav1.NamespaceAll).List(ctx, metav1.ListOptions{LabelSelector: sel})
 	if err != nil {
 		return nil, fmt.Errorf("listing loader DaemonSets: %w", err)
@@ -42,8 +42,8 @@ func Loaders(ctx context.Context, c kubernetes.Interface) ([]LoaderRow, error) {
 	var rows []LoaderRow
 	for _, ds := range dss.Items {
 		row := LoaderRow{
-			Module:    ds.Labels[render.LabelModuleNamespace] + "/" + ds.Labels[render.LabelModuleName],
-			Kernel:    ds.Annotations[render.AnnotationKernel],
+			Module:    ds.Labels[contract.LabelModuleNamespace] + "/" + ds.Labels[contract.LabelModuleName],
+			Kernel:    ds.Annotations[contract.AnnotationKernel],
 			DaemonSet: ds.Name,
 			Desired:   int(ds.Status.DesiredNumberScheduled),
 		}

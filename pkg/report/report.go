@@ -13,49 +13,57 @@ import (
 	"kmm.dev/kmm/pkg/render"
 )
 
-// KernelTable writes one row per kernel, or, given modules, one row per kernel and module that
-// selects nodes running it ("-" in MODULE for kernels no module selects).
-func KernelTable(w io.Writer, all []nodes.Node, modules []render.ValuesModule, kernelLabel string) error {
+// KernelTable writes one row per kernel, or, given plans, one row per kernel and module that
+// selects nodes running it ("-" in MODULE for kernels no module selects). The plans are the
+// post-renderer's own (postrender.Renderer.Plan), so the table says what the DaemonSets do.
+func KernelTable(w io.Writer, groups []nodes.KernelGroup, plans []*render.Plan, kernelLabel string) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	header := []string{"KERNEL", "NODES", "PLATFORM", "OS", "LABEL VALUE"}
-	if len(modules) > 0 {
+	if len(plans) > 0 {
 		header = append(header, "MODULE", "SELECTED", "MAPPING", "IMAGE")
 	}
 	fmt.Fprintln(tw, strings.Join(header, "\t"))
-	for _, g := range nodes.ByKernel(all) {
+	for _, g := range groups {
 		row := []string{g.Kernel, strconv.Itoa(len(g.Nodes)), nodes.Platforms(g.Nodes), nodes.OSFamilies(g.Nodes), labelValue(g, kernelLabel)}
-		if len(modules) == 0 {
+		if len(plans) == 0 {
 			fmt.Fprintln(tw, strings.Join(row, "\t"))
 			continue
 		}
 		hits := 0
-		for _, m := range modules {
-			selected := 0
-			for _, n := range g.Nodes {
-				if render.Selects(m.Spec.Selector, m.Tolerations, n) {
-					selected++
-				}
-			}
-			if selected == 0 {
+		for _, p := range plans {
+			selected, value, mapping, image, ok := planRow(p, g.Kernel)
+			if !ok {
 				continue
 			}
 			hits++
-			mapping, image := "none (no loader)", "-"
-			if i := m.Spec.KernelMappings.Match(g.Kernel); i >= 0 {
-				mapping = fmt.Sprintf("#%d %s", i, m.Spec.KernelMappings[i].Describe())
-				img, err := m.Spec.ImageFor(i, g.Kernel)
-				if err != nil {
-					return err
-				}
-				image = img
+			r := append([]string{}, row...)
+			if value != "" {
+				r[4] = value // the value the module's loader selects by
 			}
-			fmt.Fprintln(tw, strings.Join(append(append([]string{}, row...), m.Spec.ID(), strconv.Itoa(selected), mapping, image), "\t"))
+			fmt.Fprintln(tw, strings.Join(append(r, p.Module.ID(), strconv.Itoa(selected), mapping, image), "\t"))
 		}
 		if hits == 0 {
 			fmt.Fprintln(tw, strings.Join(append(row, "-", "0", "-", "-"), "\t"))
 		}
 	}
 	return tw.Flush()
+}
+
+// planRow is what plan p says of kernel: how many of its nodes the module selects, the kernel
+// label value its loader selects them by (helm-managed modules), the mapping and the image; ok is
+// false when the module selects none of them.
+func planRow(p *render.Plan, kernel string) (selected int, value, mapping, image string, ok bool) {
+	for _, tg := range p.Targets {
+		if tg.Kernel == kernel {
+			return len(tg.Nodes), tg.LabelValue, fmt.Sprintf("#%d %s", tg.Mapping, p.Module.Mappings[tg.Mapping].Describe()), tg.Image, true
+		}
+	}
+	for _, u := range p.Unmatched {
+		if u.Kernel == kernel {
+			return len(u.Nodes), "", "none (no loader)", "-", true
+		}
+	}
+	return 0, "", "", "", false
 }
 
 func labelValue(g nodes.KernelGroup, key string) string {

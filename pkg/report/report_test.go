@@ -18,7 +18,12 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes/fake"
 
+	kmmv1beta1 "kmm.dev/kmm/api/v1beta1"
+	"kmm.dev/kmm/pkg/chartrender"
+	"kmm.dev/kmm/pkg/contract"
+	"kmm.dev/kmm/pkg/module"
 	"kmm.dev/kmm/pkg/nodes"
+	"kmm.dev/kmm/pkg/postrender"
 	"kmm.dev/kmm/pkg/render"
 )
 
@@ -44,21 +49,26 @@ func table(t *testing.T, out string) (header []string, rows [][]string) {
 	return header, rows
 }
 
-func loadExample(t *testing.T, name string) ([]nodes.Node, []render.ValuesModule) {
+// loadExample renders the chart with an example's values, as `kmm-render nodes` does, and plans
+// its modules against the example's nodes.
+func loadExample(t *testing.T, name string) ([]nodes.KernelGroup, []*render.Plan) {
 	t.Helper()
-	ns, err := nodes.LoadFile(filepath.Join("..", "..", "examples", name, "nodes.yaml"))
+	dir := filepath.Join("..", "..", "examples", name)
+	rendered, err := chartrender.Render(context.Background(), chartrender.Options{ChartDir: "../../charts/kmm", ValueFiles: []string{filepath.Join(dir, "values.yaml")}})
 	require.NoError(t, err)
-	data, err := os.ReadFile(filepath.Join("..", "..", "examples", name, "values.yaml"))
+	res, err := postrender.New(postrender.Options{Nodes: postrender.FileNodes(filepath.Join(dir, "nodes.yaml"))}).Plan(context.Background(), []byte(rendered.Manifests))
 	require.NoError(t, err)
-	ms, err := render.ModulesFromValues(data, "default")
-	require.NoError(t, err)
-	return ns, ms
+	plans := make([]*render.Plan, len(res.Plans))
+	for i := range res.Plans {
+		plans[i] = res.Plans[i].Plan
+	}
+	return res.Kernels, plans
 }
 
 func TestKernelTableEKS(t *testing.T) {
-	ns, ms := loadExample(t, "eks")
+	groups, plans := loadExample(t, "eks")
 	var b bytes.Buffer
-	require.NoError(t, KernelTable(&b, ns, ms, render.DefaultKernelLabel))
+	require.NoError(t, KernelTable(&b, groups, plans, render.DefaultKernelLabel))
 	header, rows := table(t, b.String())
 	assert.Equal(t, []string{"KERNEL", "NODES", "PLATFORM", "OS", "LABEL VALUE", "MODULE", "SELECTED", "MAPPING", "IMAGE"}, header)
 
@@ -102,12 +112,12 @@ func TestKernelTableGolden(t *testing.T) {
 			name += "-modules"
 		}
 		t.Run(name, func(t *testing.T) {
-			ns, ms := loadExample(t, tt.example)
+			groups, plans := loadExample(t, tt.example)
 			if !tt.withModules {
-				ms = nil
+				plans = nil
 			}
 			var b bytes.Buffer
-			require.NoError(t, KernelTable(&b, ns, ms, render.DefaultKernelLabel))
+			require.NoError(t, KernelTable(&b, groups, plans, render.DefaultKernelLabel))
 			golden := filepath.Join("testdata", name+".golden")
 			if *update {
 				require.NoError(t, os.MkdirAll("testdata", 0o755))
@@ -129,11 +139,16 @@ func mkNode(name, kernel, osImage, providerID string, labels ...string) nodes.No
 	return n
 }
 
-func module(t *testing.T, name string, selector map[string]string, image string, tol []corev1.Toleration, mappings ...render.KernelMapping) render.ValuesModule {
+// loaderModule compiles a helm-managed module "ns/<name>" with one kernel mapping.
+func loaderModule(t *testing.T, name string, selector map[string]string, image string, mapping kmmv1beta1.KernelMapping) *render.Module {
 	t.Helper()
-	spec := render.ModuleSpec{Name: name, Namespace: "ns", Selector: selector, ContainerImage: image, KernelMappings: mappings}
-	require.NoError(t, spec.Validate())
-	return render.ValuesModule{Spec: spec, Tolerations: tol}
+	m := &module.Module{Name: name, Namespace: "ns", ModuleSpec: kmmv1beta1.ModuleSpec{Selector: selector,
+		ModuleLoader: &kmmv1beta1.ModuleLoaderSpec{Container: kmmv1beta1.ModuleLoaderContainerSpec{
+			ContainerImage: image, Modprobe: kmmv1beta1.ModprobeSpec{ModuleName: name}, KernelMappings: []kmmv1beta1.KernelMapping{mapping}}}}}
+	require.Empty(t, m.Validate(module.ValuesPaths(0)))
+	rm, err := render.NewModule(m)
+	require.NoError(t, err)
+	return rm
 }
 
 func TestKernelTableRows(t *testing.T) {
@@ -142,7 +157,7 @@ func TestKernelTableRows(t *testing.T) {
 	tests := []struct {
 		name    string
 		nodes   []nodes.Node
-		modules func(t *testing.T) []render.ValuesModule
+		modules func(t *testing.T) []*render.Module
 		label   string
 		want    [][]string
 		wantErr string
@@ -179,8 +194,8 @@ func TestKernelTableRows(t *testing.T) {
 				mkNode("w", "10.0.17763", "Windows Server 2019 Datacenter", "", "kubernetes.io/os=windows", kl+"=10.0.17763"),
 				mkNode("l", "6.8.0-51-generic", "Ubuntu 24.04.1 LTS", "", "kubernetes.io/os=linux", kl+"=6.8.0-51-generic"),
 			},
-			modules: func(t *testing.T) []render.ValuesModule {
-				return []render.ValuesModule{module(t, "m", linux, "r/m:${KERNEL_FULL_VERSION}", nil, render.KernelMapping{Literal: "5.15.0-105-generic"})}
+			modules: func(t *testing.T) []*render.Module {
+				return []*render.Module{loaderModule(t, "m", linux, "r/m:${KERNEL_FULL_VERSION}", kmmv1beta1.KernelMapping{Literal: "5.15.0-105-generic"})}
 			},
 			label: kl,
 			want: [][]string{
@@ -199,34 +214,27 @@ func TestKernelTableRows(t *testing.T) {
 				}(),
 				mkNode("fargate", "5.10.0", "Amazon Linux 2", "", "kubernetes.io/os=linux", "eks.amazonaws.com/compute-type=fargate"),
 			},
-			modules: func(t *testing.T) []render.ValuesModule {
-				return []render.ValuesModule{module(t, "m", linux, "r/m:${KERNEL_XYZ}", nil, render.KernelMapping{Regexp: `^5\.10\.`})}
+			modules: func(t *testing.T) []*render.Module {
+				return []*render.Module{loaderModule(t, "m", linux, "r/m:${KERNEL_XYZ}", kmmv1beta1.KernelMapping{Regexp: `^5\.10\.`})}
 			},
 			label: kl,
 			want: [][]string{
 				{"5.10.0", "3", "eks", "al2", "5.10.0", "ns/m", "1", `#0 regexp ^5\.10\.`, "r/m:5.10.0"},
 			},
 		},
-		{
-			name: "image substitution error is returned",
-			nodes: []nodes.Node{
-				mkNode("l", "custom", "Ubuntu 24.04.1 LTS", "", "kubernetes.io/os=linux"),
-			},
-			modules: func(t *testing.T) []render.ValuesModule {
-				return []render.ValuesModule{module(t, "m", linux, "r/m:${KERNEL_XYZ}", nil, render.KernelMapping{Regexp: `.`})}
-			},
-			label:   kl,
-			wantErr: "KERNEL_XYZ",
-		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var ms []render.ValuesModule
+			var plans []*render.Plan
 			if tt.modules != nil {
-				ms = tt.modules(t)
+				for _, m := range tt.modules(t) {
+					p, err := render.NewPlan(m, tt.nodes, tt.label)
+					require.NoError(t, err)
+					plans = append(plans, p)
+				}
 			}
 			var b bytes.Buffer
-			err := KernelTable(&b, tt.nodes, ms, tt.label)
+			err := KernelTable(&b, nodes.ByKernel(tt.nodes), plans, tt.label)
 			if tt.wantErr != "" {
 				require.Error(t, err)
 				assert.Contains(t, err.Error(), tt.wantErr)
@@ -243,15 +251,15 @@ func TestLoadersTable(t *testing.T) {
 	ds := func(name, ns, mod, kernel string, desired int32) *appsv1.DaemonSet {
 		return &appsv1.DaemonSet{
 			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, UID: types.UID(name),
-				Labels:      map[string]string{render.LabelRole: render.RoleModuleLoader, render.LabelModuleName: mod, render.LabelModuleNamespace: ns},
-				Annotations: map[string]string{render.AnnotationKernel: kernel}},
+				Labels:      map[string]string{contract.LabelRole: contract.RoleModuleLoader, contract.LabelModuleName: mod, contract.LabelModuleNamespace: ns},
+				Annotations: map[string]string{contract.AnnotationKernel: kernel}},
 			Status: appsv1.DaemonSetStatus{DesiredNumberScheduled: desired},
 		}
 	}
 	pod := func(name, ns, owner, nodeName string, phase corev1.PodPhase) *corev1.Pod {
 		return &corev1.Pod{
 			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns,
-				Labels:          map[string]string{render.LabelRole: render.RoleModuleLoader},
+				Labels:          map[string]string{contract.LabelRole: contract.RoleModuleLoader},
 				OwnerReferences: []metav1.OwnerReference{{UID: types.UID(owner)}}},
 			Spec:   corev1.PodSpec{NodeName: nodeName},
 			Status: corev1.PodStatus{Phase: phase},

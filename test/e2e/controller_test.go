@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -23,8 +24,9 @@ var (
 
 // TestController: one `helm install` with an example's values as they are brings the KMM
 // controller to a Running pod (on a worker where the cluster shows no control plane, on the
-// control plane where there is one), the next `helm upgrade` creates the example's Modules
-// under the chart's CRDs, and `helm uninstall` keeps the CRDs (crds.keep) or removes them.
+// control plane where there is one) and creates the example's Modules under the chart's CRDs;
+// the next `helm upgrade` adopts them; `helm uninstall` keeps the CRDs (crds.keep) or removes
+// them.
 func TestController(t *testing.T) {
 	for _, name := range []string{"eks", "gke", "ubuntu"} {
 		t.Run(name, func(t *testing.T) {
@@ -72,14 +74,19 @@ func TestController(t *testing.T) {
 			}
 			t.Logf("controller pod %s Running on %s", pod.Name, node.Name)
 
-			// The first revision created the CRDs; the second creates the Modules.
-			helm(t, ctx, 3, args("upgrade")...)
+			// The install created the CRDs and, after them, the Modules; the upgrade adopts them.
 			mods, err := dyn.Resource(moduleGVR).List(ctx, metav1.ListOptions{})
 			if err != nil {
 				t.Fatal(err)
 			}
 			if got, want := len(mods.Items), len(ex.operatorModules()); got != want {
-				t.Errorf("%d Module object(s) in the cluster, want %d", got, want)
+				t.Errorf("after one helm install, %d Module object(s) in the cluster, want %d", got, want)
+			}
+			uids := checkOperatorModules(t, ctx, ex)
+			helm(t, ctx, 3, args("upgrade")...)
+			checkModulesAdopted(t, ctx, 3, ex, uids)
+			if mods, err = dyn.Resource(moduleGVR).List(ctx, metav1.ListOptions{}); err != nil {
+				t.Fatal(err)
 			}
 
 			if len(mods.Items) > 0 {
@@ -112,9 +119,15 @@ func TestController(t *testing.T) {
 
 func controllerPod(t *testing.T, ctx context.Context) *corev1.Pod {
 	t.Helper()
+	return runningPod(t, ctx, "controller")
+}
+
+// runningPod waits for a Running pod of a chart component in the release namespace.
+func runningPod(t *testing.T, ctx context.Context, component string) *corev1.Pod {
+	t.Helper()
 	var pod *corev1.Pod
 	err := poll(ctx, 90*time.Second, func() (bool, error) {
-		pods, err := kc.Client.CoreV1().Pods(releaseNamespace).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/component=controller"})
+		pods, err := kc.Client.CoreV1().Pods(releaseNamespace).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/component=" + component})
 		if err != nil {
 			return false, err
 		}
@@ -127,7 +140,7 @@ func controllerPod(t *testing.T, ctx context.Context) *corev1.Pod {
 		return false, nil
 	})
 	if err != nil {
-		t.Fatalf("no Running controller pod: %v", err)
+		t.Fatalf("no Running %s pod: %v", component, err)
 	}
 	return pod
 }
@@ -144,4 +157,85 @@ func deleteCRDs(t *testing.T, ctx context.Context, dyn dynamic.Interface) {
 		}
 		return true, nil
 	})
+}
+
+// TestHelmTest runs `helm test`, as the README and the install notes advertise, on a release with
+// the webhook and a chart-generated certificate. kwok runs no container, so the test pod's curl
+// never runs here; what Helm and the chart do is checked: `helm test` creates the pod, the pod
+// trusts exactly the CA of the webhook configuration's caBundle and meets the restricted Pod
+// Security level; the test then completes the pod as a kubelet would, and `helm test` must
+// report it passed.
+func TestHelmTest(t *testing.T) {
+	ctx := testContext(t, 4*time.Minute)
+	ex := loadExample(t, "ubuntu")
+	useExample(t, ctx, ex)
+	t.Cleanup(func() {
+		cleanupRelease(t, context.Background())
+		deleteCRDs(t, context.Background(), mustDynamic(t))
+	})
+	helm(t, ctx, 3, append([]string{"install", release, chartDir, "-n", releaseNamespace, "--create-namespace",
+		"--set", "crds.keep=false"}, append(helmArgs(3), "--wait", "--timeout", "3m")...)...)
+
+	type result struct {
+		stdout, stderr string
+		err            error
+	}
+	done := make(chan result, 1)
+	go func() {
+		stdout, stderr, err := kc.Helm(ctx, 3, "test", release, "-n", releaseNamespace, "--timeout", "2m")
+		done <- result{stdout, stderr, err}
+	}()
+
+	pod := runningPod(t, ctx, "test") // created by helm test
+	if pod.Annotations["helm.sh/hook"] != "test" {
+		t.Errorf("test pod %s: helm.sh/hook=%q", pod.Name, pod.Annotations["helm.sh/hook"])
+	}
+	if sc := pod.Spec.SecurityContext; sc == nil || sc.RunAsNonRoot == nil || !*sc.RunAsNonRoot {
+		t.Errorf("test pod %s does not run as non-root", pod.Name)
+	}
+	var secret string
+	for _, v := range pod.Spec.Volumes {
+		if v.Secret != nil {
+			secret = v.Secret.SecretName
+		}
+	}
+	s, err := kc.Client.CoreV1().Secrets(releaseNamespace).Get(ctx, secret, metav1.GetOptions{})
+	if err != nil {
+		t.Fatalf("the test pod's CA Secret %q: %v", secret, err)
+	}
+	vwcs, err := kc.Client.AdmissionregistrationV1().ValidatingWebhookConfigurations().List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/instance=" + release})
+	if err != nil || len(vwcs.Items) != 1 || len(vwcs.Items[0].Webhooks) == 0 {
+		t.Fatalf("the release's ValidatingWebhookConfiguration: %v (%d found)", err, len(vwcs.Items))
+	}
+	for _, w := range vwcs.Items[0].Webhooks {
+		if string(w.ClientConfig.CABundle) != string(s.Data["ca.crt"]) {
+			t.Errorf("webhook %s trusts another CA than the test pod's (Secret %s)", w.Name, secret)
+		}
+	}
+
+	// What a kubelet would report once curl exits 0.
+	pod.Status.Phase = corev1.PodSucceeded
+	for i := range pod.Status.ContainerStatuses {
+		pod.Status.ContainerStatuses[i].State = corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 0, Reason: "Completed"}}
+		pod.Status.ContainerStatuses[i].Ready = false
+	}
+	if _, err := kc.Client.CoreV1().Pods(releaseNamespace).UpdateStatus(ctx, pod, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	r := <-done
+	if r.err != nil {
+		t.Fatalf("helm test: %v\n%s%s", r.err, r.stdout, r.stderr)
+	}
+	if !strings.Contains(r.stdout, "Succeeded") {
+		t.Errorf("helm test did not report the test as succeeded:\n%s", r.stdout)
+	}
+}
+
+func mustDynamic(t *testing.T) dynamic.Interface {
+	t.Helper()
+	dyn, err := dynamic.NewForConfig(kc.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dyn
 }

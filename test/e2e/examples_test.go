@@ -12,12 +12,12 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/dynamic"
 
+	"kmm.dev/kmm/internal/localcluster"
 	"kmm.dev/kmm/pkg/nodes"
 	"kmm.dev/kmm/pkg/render"
-	"kmm.dev/kmm/test/cluster"
 )
 
 // kernelChange moves every node running one kernel to another, and adds a node (a copy of one
@@ -101,17 +101,10 @@ func lifecycle(t *testing.T, version int, ex *example, ch kernelChange) {
 		return append(args, "--wait", "--timeout", "3m")
 	}
 
-	// Install: every loader where it belongs, and nowhere else. `via: operator` modules are
-	// added by an upgrade, as the examples say: Helm resolves every kind of a release before
-	// it creates anything, so KMM's CRDs must be in the cluster before the first Module.
+	// Install: every loader where it belongs, and nowhere else, and every `via: operator` module
+	// accepted, from one `helm install` (the Modules follow the CRDs as post-install hooks).
 	base := 1
-	if len(ex.operatorModules()) > 0 {
-		helm(t, ctx, version, cmd("install", withoutOperatorModules(t, values))...)
-		helm(t, ctx, version, cmd("upgrade", values)...)
-		base = 2
-	} else {
-		helm(t, ctx, version, cmd("install", values)...)
-	}
+	helm(t, ctx, version, cmd("install", values)...)
 	want := expected(modules, ex.nodes)
 	waitPlacement(t, ctx, modules, want)
 	rev1, err := daemonSetKernels(ctx)
@@ -120,7 +113,7 @@ func lifecycle(t *testing.T, version int, ex *example, ch kernelChange) {
 	}
 	checkServiceAccounts(t, ctx, ex)
 	checkDaemonSetCount(t, rev1, want)
-	checkOperatorModules(t, ctx, ex)
+	moduleUIDs := checkOperatorModules(t, ctx, ex)
 
 	// No-op upgrade: nothing changes, not even a DaemonSet's generation or a pod.
 	gens, err := generations(ctx)
@@ -154,6 +147,7 @@ func lifecycle(t *testing.T, version int, ex *example, ch kernelChange) {
 		time.Sleep(250 * time.Millisecond)
 	}
 	t.Logf("no-op upgrade left %d DaemonSets and %d pods untouched", len(gens), len(pods))
+	checkModulesAdopted(t, ctx, version, ex, moduleUIDs)
 
 	// Kernel change: nodes move to a new kernel, a node with another new kernel joins.
 	changed := applyChange(t, ctx, ex, ch)
@@ -203,7 +197,7 @@ func applyChange(t *testing.T, ctx context.Context, ex *example, ch kernelChange
 				t.Fatal(err)
 			}
 			n.Kernel = ch.to
-			n.Labels = withLabels(n.Labels, cluster.NFDKernelLabels(ch.to))
+			n.Labels = withLabels(n.Labels, localcluster.NFDKernelLabels(ch.to))
 			moved = append(moved, n.Name)
 		}
 		out = append(out, n)
@@ -235,7 +229,7 @@ func applyChange(t *testing.T, ctx context.Context, ex *example, ch kernelChange
 func cloneNode(proto *corev1.Node, name, kernel string) corev1.Node {
 	n := *proto.DeepCopy()
 	n.Name = name
-	n.Labels = withLabels(n.Labels, cluster.NFDKernelLabels(kernel))
+	n.Labels = withLabels(n.Labels, localcluster.NFDKernelLabels(kernel))
 	n.Labels["kubernetes.io/hostname"] = name
 	n.Spec.ProviderID = ""
 	n.Spec.PodCIDR, n.Spec.PodCIDRs = "", nil
@@ -286,7 +280,7 @@ func checkDaemonSetCount(t *testing.T, dss map[string]string, want placement) {
 	}
 }
 
-func checkNothingLeft(t *testing.T, ctx context.Context, modules []render.ValuesModule) {
+func checkNothingLeft(t *testing.T, ctx context.Context, modules []*render.Module) {
 	t.Helper()
 	var dss, sas, secrets, deps []string
 	var pods map[string]string
@@ -321,24 +315,61 @@ func checkNothingLeft(t *testing.T, ctx context.Context, modules []render.Values
 	}
 }
 
-// checkOperatorModules: the API server holds a KMM Module for every `via: operator` module.
-func checkOperatorModules(t *testing.T, ctx context.Context, ex *example) {
+// checkOperatorModules: the API server holds a KMM Module for every `via: operator` module, owned
+// by the release (Helm's ownership metadata). It returns their UIDs by "<namespace>/<name>".
+func checkOperatorModules(t *testing.T, ctx context.Context, ex *example) map[string]types.UID {
 	t.Helper()
+	uids := map[string]types.UID{}
 	ops := ex.operatorModules()
 	if len(ops) == 0 {
-		return
+		return uids
 	}
 	dyn, err := dynamic.NewForConfig(kc.Config)
 	if err != nil {
 		t.Fatal(err)
 	}
-	gvr := schema.GroupVersionResource{Group: "kmm.sigs.x-k8s.io", Version: "v1beta1", Resource: "modules"}
 	for _, m := range ops {
-		if _, err := dyn.Resource(gvr).Namespace(m.Spec.Namespace).Get(ctx, m.Spec.Name, metav1.GetOptions{}); err != nil {
-			t.Errorf("operator module %s: %v", m.Spec.ID(), err)
+		obj, err := dyn.Resource(moduleGVR).Namespace(m.Namespace).Get(ctx, m.Name, metav1.GetOptions{})
+		if err != nil {
+			t.Errorf("operator module %s: %v", m.ID(), err)
+			continue
 		}
+		if got := obj.GetAnnotations()["meta.helm.sh/release-name"]; got != release {
+			t.Errorf("Module %s: meta.helm.sh/release-name=%q, want %q (the release must own it)", m.ID(), got, release)
+		}
+		uids[m.ID()] = obj.GetUID()
 	}
 	t.Logf("%d KMM Module object(s) accepted", len(ops))
+	return uids
+}
+
+// checkModulesAdopted: after an upgrade, each Module is the same object (never deleted and
+// created again, which would unload the module), and in the release manifest. (Helm 3 leaves the
+// hook annotations it created the Module with on the live object; Helm decides hooks from the
+// chart, not from live objects, so they are inert.)
+func checkModulesAdopted(t *testing.T, ctx context.Context, version int, ex *example, before map[string]types.UID) {
+	t.Helper()
+	after := checkOperatorModules(t, ctx, ex)
+	if !maps.Equal(before, after) {
+		t.Errorf("Module UIDs changed across the upgrade: before %v, after %v", before, after)
+	}
+	dyn, err := dynamic.NewForConfig(kc.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	manifest := helm(t, ctx, version, "get", "manifest", release, "-n", releaseNamespace)
+	for _, m := range ex.operatorModules() {
+		obj, err := dyn.Resource(moduleGVR).Namespace(m.Namespace).Get(ctx, m.Name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if obj.GetLabels()["app.kubernetes.io/managed-by"] != "Helm" {
+			t.Errorf("Module %s is not labelled app.kubernetes.io/managed-by=Helm", m.ID())
+		}
+		if !strings.Contains(manifest, "kind: Module\nmetadata:\n  name: "+m.Name+"\n") {
+			t.Errorf("Module %s is not in the release manifest after the upgrade (not adopted)", m.ID())
+		}
+	}
 }
 
 func keys[V any](m map[string]V) []string {

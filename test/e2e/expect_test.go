@@ -17,9 +17,10 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/yaml"
 
+	"kmm.dev/kmm/pkg/chartrender"
+	"kmm.dev/kmm/pkg/contract"
 	"kmm.dev/kmm/pkg/nodes"
 	"kmm.dev/kmm/pkg/render"
-	"kmm.dev/kmm/test/cluster"
 )
 
 const (
@@ -37,7 +38,7 @@ type example struct {
 	name      string
 	values    string // values file the chart is installed with
 	nodesFile string
-	modules   []render.ValuesModule
+	modules   []*render.Module
 	nodes     []nodes.Node  // what the expectation is computed from
 	objects   []corev1.Node // full Node objects of the snapshot
 }
@@ -51,7 +52,7 @@ func loadExample(t *testing.T, name string) *example {
 	if ex.nodes, err = nodes.LoadFile(ex.nodesFile); err != nil {
 		t.Fatal(err)
 	}
-	if ex.objects, err = cluster.LoadNodes(ex.nodesFile); err != nil {
+	if ex.objects, err = nodes.LoadObjects(ex.nodesFile); err != nil {
 		t.Fatal(err)
 	}
 	return ex
@@ -59,11 +60,11 @@ func loadExample(t *testing.T, name string) *example {
 
 func (ex *example) loadModules(t *testing.T) {
 	t.Helper()
-	data, err := os.ReadFile(ex.values)
+	rendered, err := chartrender.Render(context.Background(), chartrender.Options{ChartDir: chartDir, Namespace: releaseNamespace, ValueFiles: []string{ex.values}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ex.modules, err = render.ModulesFromValues(data, releaseNamespace); err != nil {
+	if ex.modules, err = rendered.Modules(); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -72,8 +73,8 @@ func (ex *example) loadModules(t *testing.T) {
 func (ex *example) namespaces() []string {
 	var out []string
 	for _, m := range ex.modules {
-		if !slices.Contains(out, m.Spec.Namespace) {
-			out = append(out, m.Spec.Namespace)
+		if !slices.Contains(out, m.Namespace) {
+			out = append(out, m.Namespace)
 		}
 	}
 	return out
@@ -84,8 +85,8 @@ func (ex *example) namespaces() []string {
 func (ex *example) loaderNamespaces() []string {
 	var out []string
 	for _, m := range ex.helmModules() {
-		if !slices.Contains(out, m.Spec.Namespace) {
-			out = append(out, m.Spec.Namespace)
+		if !slices.Contains(out, m.Namespace) {
+			out = append(out, m.Namespace)
 		}
 	}
 	sort.Strings(out)
@@ -93,10 +94,10 @@ func (ex *example) loaderNamespaces() []string {
 }
 
 // helmModules are the modules kmm-render expands (not those left to the KMM operator).
-func (ex *example) helmModules() []render.ValuesModule {
-	var out []render.ValuesModule
+func (ex *example) helmModules() []*render.Module {
+	var out []*render.Module
 	for _, m := range ex.modules {
-		if m.Via == "" || m.Via == "helm" {
+		if !m.Operator() {
 			out = append(out, m)
 		}
 	}
@@ -104,10 +105,10 @@ func (ex *example) helmModules() []render.ValuesModule {
 }
 
 // operatorModules are the `via: operator` modules: the chart renders a KMM Module for each.
-func (ex *example) operatorModules() []render.ValuesModule {
-	var out []render.ValuesModule
+func (ex *example) operatorModules() []*render.Module {
+	var out []*render.Module
 	for _, m := range ex.modules {
-		if m.Via == "operator" {
+		if m.Operator() {
 			out = append(out, m)
 		}
 	}
@@ -159,23 +160,23 @@ type placement map[string]map[string]string // module ID -> node -> kernel
 // expected computes, from nodes and values alone, where each module's loaders must run: on
 // every node that its selector picks, whose taints it tolerates, that carries the kernel label
 // and whose kernel a mapping matches.
-func expected(modules []render.ValuesModule, ns []nodes.Node) placement {
+func expected(modules []*render.Module, ns []nodes.Node) placement {
 	out := placement{}
 	for _, m := range modules {
 		want := map[string]string{}
 		for _, n := range ns {
-			if n.Kernel == "" || !render.Selects(m.Spec.Selector, m.Tolerations, n) {
+			if n.Kernel == "" || !render.Selects(m.Selector, m.Tolerations, n) {
 				continue
 			}
 			if _, ok := n.Labels[render.DefaultKernelLabel]; !ok {
 				continue
 			}
-			if m.Spec.KernelMappings.Match(n.Kernel) < 0 {
+			if m.Mappings.Match(n.Kernel) < 0 {
 				continue
 			}
 			want[n.Name] = n.Kernel
 		}
-		out[m.Spec.ID()] = want
+		out[m.ID()] = want
 	}
 	return out
 }
@@ -199,10 +200,10 @@ type observed struct {
 	pods     map[string]string // node -> kernel of the DaemonSet that owns its pod
 }
 
-func observe(ctx context.Context, m render.ValuesModule) (*observed, error) {
-	sel := render.LabelModuleName + "=" + m.Spec.Name
+func observe(ctx context.Context, m *render.Module) (*observed, error) {
+	sel := contract.LabelModuleName + "=" + m.Name
 	o := &observed{dsKernel: map[string]string{}, pods: map[string]string{}}
-	dss, err := kc.Client.AppsV1().DaemonSets(m.Spec.Namespace).List(ctx, metav1.ListOptions{LabelSelector: sel})
+	dss, err := kc.Client.AppsV1().DaemonSets(m.Namespace).List(ctx, metav1.ListOptions{LabelSelector: sel})
 	if err != nil {
 		return nil, err
 	}
@@ -211,13 +212,13 @@ func observe(ctx context.Context, m render.ValuesModule) (*observed, error) {
 			o.problems = append(o.problems, fmt.Sprintf("DaemonSet %s is being deleted", ds.Name))
 			continue
 		}
-		k := ds.Annotations[render.AnnotationKernel]
+		k := ds.Annotations[contract.AnnotationKernel]
 		if k == "" {
-			o.problems = append(o.problems, fmt.Sprintf("DaemonSet %s has no %s annotation (not expanded by kmm-render?)", ds.Name, render.AnnotationKernel))
+			o.problems = append(o.problems, fmt.Sprintf("DaemonSet %s has no %s annotation (not expanded by kmm-render?)", ds.Name, contract.AnnotationKernel))
 		}
 		o.dsKernel[ds.Name] = k
 	}
-	pods, err := kc.Client.CoreV1().Pods(m.Spec.Namespace).List(ctx, metav1.ListOptions{LabelSelector: sel})
+	pods, err := kc.Client.CoreV1().Pods(m.Namespace).List(ctx, metav1.ListOptions{LabelSelector: sel})
 	if err != nil {
 		return nil, err
 	}
@@ -281,7 +282,7 @@ func (o *observed) diff(want map[string]string) string {
 }
 
 // waitPlacement polls until every module's loaders run exactly where want says.
-func waitPlacement(t *testing.T, ctx context.Context, modules []render.ValuesModule, want placement) {
+func waitPlacement(t *testing.T, ctx context.Context, modules []*render.Module, want placement) {
 	t.Helper()
 	var last string
 	err := poll(ctx, pollTimeout, func() (bool, error) {
@@ -291,8 +292,8 @@ func waitPlacement(t *testing.T, ctx context.Context, modules []render.ValuesMod
 			if err != nil {
 				return false, err
 			}
-			if d := o.diff(want[m.Spec.ID()]); d != "" {
-				diffs = append(diffs, "module "+m.Spec.ID()+":\n  "+strings.ReplaceAll(d, "\n", "\n  "))
+			if d := o.diff(want[m.ID()]); d != "" {
+				diffs = append(diffs, "module "+m.ID()+":\n  "+strings.ReplaceAll(d, "\n", "\n  "))
 			}
 		}
 		last = strings.Join(diffs, "\n")
@@ -303,7 +304,7 @@ func waitPlacement(t *testing.T, ctx context.Context, modules []render.ValuesMod
 	}
 	total := 0
 	for _, m := range modules {
-		total += len(want[m.Spec.ID()])
+		total += len(want[m.ID()])
 	}
 	t.Logf("%d loader pod(s) Running exactly where expected", total)
 }
@@ -372,10 +373,10 @@ func releaseSecrets(ctx context.Context) ([]string, error) {
 }
 
 // loaderPods lists the UIDs of every live loader pod of the modules.
-func loaderPods(ctx context.Context, modules []render.ValuesModule) (map[types.UID]string, error) {
+func loaderPods(ctx context.Context, modules []*render.Module) (map[types.UID]string, error) {
 	out := map[types.UID]string{}
 	for _, m := range modules {
-		l, err := kc.Client.CoreV1().Pods(m.Spec.Namespace).List(ctx, metav1.ListOptions{LabelSelector: render.LabelModuleName + "=" + m.Spec.Name})
+		l, err := kc.Client.CoreV1().Pods(m.Namespace).List(ctx, metav1.ListOptions{LabelSelector: contract.LabelModuleName + "=" + m.Name})
 		if err != nil {
 			return nil, err
 		}
@@ -418,25 +419,10 @@ func daemonSetKernels(ctx context.Context) (map[string]string, error) {
 	out := map[string]string{}
 	for _, d := range l.Items {
 		if d.DeletionTimestamp == nil {
-			out[d.Namespace+"/"+d.Name] = d.Annotations[render.AnnotationKernel]
+			out[d.Namespace+"/"+d.Name] = d.Annotations[contract.AnnotationKernel]
 		}
 	}
 	return out, nil
-}
-
-// withoutOperatorModules writes a copy of a values file without its `via: operator` modules.
-func withoutOperatorModules(t *testing.T, values string) string {
-	t.Helper()
-	return editValues(t, values, func(v map[string]any) {
-		mods, _ := v["modules"].([]any)
-		var keep []any
-		for _, mi := range mods {
-			if m, _ := mi.(map[string]any); m["via"] != "operator" {
-				keep = append(keep, mi)
-			}
-		}
-		v["modules"] = keep
-	})
 }
 
 func editValues(t *testing.T, values string, edit func(map[string]any)) string {

@@ -14,7 +14,7 @@ import (
 
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 
-	"kmm.dev/kmm/pkg/render"
+	"kmm.dev/kmm/pkg/contract"
 )
 
 // TestInstallFailures: when kmm-render cannot learn the nodes, helm install fails, says why,
@@ -145,18 +145,18 @@ func TestHelm4PluginReadsKUBECONFIG(t *testing.T) {
 		if obj.Kind != "DaemonSet" {
 			continue
 		}
-		if _, unexpanded := obj.Metadata.Annotations[render.AnnotationExpand]; unexpanded {
+		if _, unexpanded := obj.Metadata.Annotations[contract.AnnotationExpand]; unexpanded {
 			t.Errorf("DaemonSet %s is an unexpanded loader template", obj.Metadata.Name)
 		}
-		mod := obj.Metadata.Labels[render.LabelModuleName]
-		got[mod] = append(got[mod], obj.Metadata.Annotations[render.AnnotationKernel])
+		mod := obj.Metadata.Labels[contract.LabelModuleName]
+		got[mod] = append(got[mod], obj.Metadata.Annotations[contract.AnnotationKernel])
 	}
 	want := expected(ex.helmModules(), ex.nodes)
 	for _, m := range ex.helmModules() {
-		g := got[m.Spec.Name]
+		g := got[m.Name]
 		sort.Strings(g)
-		if w := kernelsOf(want[m.Spec.ID()]); !slices.Equal(g, w) {
-			t.Errorf("module %s: helm4 template rendered loaders for kernels %v, want %v", m.Spec.ID(), g, w)
+		if w := kernelsOf(want[m.ID()]); !slices.Equal(g, w) {
+			t.Errorf("module %s: helm4 template rendered loaders for kernels %v, want %v", m.ID(), g, w)
 		}
 	}
 }

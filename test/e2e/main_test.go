@@ -10,15 +10,15 @@ import (
 	"testing"
 	"time"
 
-	"kmm.dev/kmm/test/cluster"
+	"kmm.dev/kmm/internal/localcluster"
 )
 
 // Shared by every test of the package: one control plane, one kmm-render build.
 var (
-	repo      string           // repository root
-	kc        *cluster.Cluster // the local cluster
-	kmmRender string           // freshly built kmm-render
-	chartDir  string           // charts/kmm
+	repo      string                // repository root
+	kc        *localcluster.Cluster // the local cluster
+	kmmRender string                // freshly built kmm-render
+	chartDir  string                // charts/kmm
 )
 
 // TestMain builds kmm-render and its Helm 4 plugin, starts the local control plane once for the
@@ -35,24 +35,24 @@ func run(m *testing.M) int {
 		return 1
 	}
 	var err error
-	if repo, err = cluster.RepoRoot(); err != nil {
+	if repo, err = localcluster.RepoRoot(); err != nil {
 		return fail("%v", err)
 	}
 	chartDir = filepath.Join(repo, "charts", "kmm")
-	assets, err := cluster.DefaultAssetsDir()
+	assets, err := localcluster.DefaultAssetsDir()
 	if err != nil {
 		return fail("%v", err)
 	}
-	if err := cluster.CheckAssets(assets); err != nil {
+	if err := localcluster.CheckAssets(assets); err != nil {
 		return fail("%v", err)
 	}
-	if err := cluster.CheckHelm(assets); err != nil {
+	if err := localcluster.CheckHelm(assets); err != nil {
 		return fail("%v", err)
 	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	c, err := cluster.Start(ctx, cluster.Options{AssetsDir: assets, Log: os.Stderr})
+	c, err := localcluster.Start(ctx, localcluster.Options{AssetsDir: assets, Log: os.Stderr})
 	if err != nil {
 		return fail("starting the local cluster: %v", err)
 	}
@@ -80,8 +80,12 @@ func run(m *testing.M) int {
 	if out, err := build.CombinedOutput(); err != nil {
 		return fail("go build ./cmd/kmm-render: %v\n%s", err, out)
 	}
-	pluginDir := filepath.Join(tmp, "plugin", cluster.PluginName)
-	if err := cluster.WritePlugin(pluginDir, kmmRender, cluster.PluginManifest(repo)); err != nil {
+	manifest, err := localcluster.PluginManifest(repo)
+	if err != nil {
+		return fail("%v", err)
+	}
+	pluginDir := filepath.Join(tmp, "plugin", localcluster.PluginName)
+	if err := localcluster.WritePlugin(pluginDir, kmmRender, manifest); err != nil {
 		return fail("laying out the Helm 4 plugin: %v", err)
 	}
 	fmt.Fprintf(os.Stderr, "e2e: built kmm-render (%.1fs)\n", time.Since(t0).Seconds())
@@ -106,7 +110,7 @@ func helmArgs(version int) []string {
 	if version == 3 {
 		return []string{"--post-renderer", kmmRender}
 	}
-	return []string{"--post-renderer", cluster.PluginName,
+	return []string{"--post-renderer", localcluster.PluginName,
 		"--post-renderer-args=--kubeconfig", "--post-renderer-args=" + kc.Kubeconfig}
 }
 

@@ -10,13 +10,14 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strings"
 	"testing"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"helm.sh/helm/v3/pkg/action"
-	"helm.sh/helm/v3/pkg/chart/loader"
-	"helm.sh/helm/v3/pkg/chartutil"
 
+	"kmm.dev/kmm/pkg/chartrender"
 	"kmm.dev/kmm/pkg/postrender"
 )
 
@@ -24,46 +25,37 @@ var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
 
 const chartDir = "../../charts/kmm"
 
-// render runs `helm template kmm charts/kmm -n kmm-system -f values --set certManager.enabled=true
-// --api-versions kmm.sigs.x-k8s.io/v1beta1/Module --post-renderer kmm-render --nodes nodes` in
-// process; post may be nil for no post-renderer.
-func render(t *testing.T, values string, post *postrender.Renderer) (string, error) {
+// renderChart runs `helm template kmm charts/kmm -n kmm-system -f values --set sets...
+// --post-renderer kmm-render` in process, through the same package as `kmm-render nodes`; post
+// may be nil for no post-renderer. The hooks follow the manifests.
+func renderChart(t *testing.T, values string, sets []string, apiVersions []string, post *postrender.Renderer) (string, error) {
 	t.Helper()
-	chrt, err := loader.Load(chartDir)
-	require.NoError(t, err)
-	vals := map[string]any{}
+	o := chartrender.Options{
+		ChartDir:    chartDir,
+		ReleaseName: "kmm",
+		Namespace:   "kmm-system",
+		Values:      sets,
+		APIVersions: apiVersions,
+		KubeVersion: "v1.37.2",
+	}
 	if values != "" {
-		vals, err = chartutil.ReadValuesFile(values)
-		require.NoError(t, err)
+		o.ValueFiles = []string{values}
 	}
-	// A self-signed webhook certificate is generated anew on every render without a cluster;
-	// with cert-manager the output is deterministic, which golden files need.
-	vals["certManager"] = map[string]any{"enabled": true}
-	// The CRDs are generated (make generate, checked by make lint); they would only bloat these.
-	vals["crds"] = map[string]any{"enabled": false}
-	install := action.NewInstall(&action.Configuration{Log: func(string, ...any) {}})
-	install.DryRun = true
-	install.ClientOnly = true
-	install.Replace = true
-	install.ReleaseName = "kmm"
-	install.Namespace = "kmm-system"
-	install.KubeVersion = &chartutil.KubeVersion{Version: "v1.37.2", Major: "1", Minor: "37"}
-	// As on a cluster that already serves the Module CRD (the release's second revision).
-	install.APIVersions = []string{"kmm.sigs.x-k8s.io/v1beta1/Module"}
 	if post != nil {
-		install.PostRenderer = postrender.HelmV3(context.Background(), post)
+		o.PostRenderer = postrender.HelmV3(context.Background(), post)
 	}
-	rel, err := install.Run(chrt, vals)
+	rel, err := chartrender.Render(context.Background(), o)
 	if err != nil {
 		return "", err
 	}
-	var b bytes.Buffer
-	b.WriteString(rel.Manifest)
-	for _, h := range rel.Hooks {
-		b.WriteString("---\n# Source: " + h.Path + "\n" + h.Manifest + "\n")
-	}
-	return b.String(), nil
+	return rel.Manifests + strings.Join(rel.Hooks, ""), nil
 }
+
+// generated matches the values the chart generates anew on every render without a cluster:
+// the self-signed webhook CA, certificate and key, and the checksum of them on the webhook pods.
+var generated = regexp.MustCompile(`(?m)^(\s*(?:ca\.crt|tls\.crt|tls\.key|caBundle|checksum/tls):\s*).+$`)
+
+func normalize(s string) string { return generated.ReplaceAllString(s, "${1}<generated>") }
 
 func golden(t *testing.T, name, got string) {
 	t.Helper()
@@ -87,17 +79,65 @@ func TestExamplesRenderAndExpand(t *testing.T) {
 				Nodes:    postrender.FileNodes(filepath.Join(dir, "nodes.yaml")),
 				Warnings: &warnings,
 			})
-			out, err := render(t, filepath.Join(dir, "values.yaml"), r)
+			// cert-manager makes the webhook certificate, so the output is deterministic; the CRDs
+			// are generated (make generate) and pinned by the default-install golden file.
+			sets := []string{"certManager.enabled=true", "crds.enabled=false"}
+			out, err := renderChart(t, filepath.Join(dir, "values.yaml"), sets, nil, r)
 			require.NoError(t, err)
 			golden(t, example+".yaml", out)
 			golden(t, example+".warnings.txt", warnings.String())
 
 			// Identical input, identical bytes.
-			again, err := render(t, filepath.Join(dir, "values.yaml"), postrender.New(postrender.Options{
+			again, err := renderChart(t, filepath.Join(dir, "values.yaml"), sets, nil, postrender.New(postrender.Options{
 				Nodes: postrender.FileNodes(filepath.Join(dir, "nodes.yaml")),
 			}))
 			require.NoError(t, err)
 			require.Equal(t, out, again)
 		})
 	}
+}
+
+// The default install: the chart's own values, CRDs, the controller and a self-signed webhook
+// certificate (normalised), through kmm-render.
+func TestDefaultInstall(t *testing.T) {
+	var warnings bytes.Buffer
+	out, err := renderChart(t, "", nil, nil, postrender.New(postrender.Options{Nodes: postrender.FileNodes("../../examples/eks/nodes.yaml"), Warnings: &warnings}))
+	require.NoError(t, err)
+	require.NotEqual(t, out, normalize(out), "the self-signed certificate is normalised")
+	golden(t, "default.yaml", normalize(out))
+	assert.Empty(t, warnings.String())
+}
+
+// On a cluster that already serves the Module API (every upgrade after the first install),
+// operator Modules are plain release objects; on the install that creates the CRDs they are
+// post-install hooks carrying Helm's ownership metadata, so that the next upgrade adopts them.
+func TestOperatorModulesFirstInstallAndUpgrade(t *testing.T) {
+	values := "../../examples/eks/values.yaml"
+	nodes := postrender.FileNodes("../../examples/eks/nodes.yaml")
+	sets := []string{"certManager.enabled=true"}
+	first, err := renderChart(t, values, sets, nil, postrender.New(postrender.Options{Nodes: nodes}))
+	require.NoError(t, err)
+	upgrade, err := renderChart(t, values, sets, []string{"kmm.sigs.x-k8s.io/v1beta1/Module"}, postrender.New(postrender.Options{Nodes: nodes}))
+	require.NoError(t, err)
+
+	const moduleHead = "apiVersion: kmm.sigs.x-k8s.io/v1beta1\nkind: Module\n"
+	module := func(out string) string {
+		i := strings.Index(out, moduleHead)
+		require.GreaterOrEqual(t, i, 0, "no Module rendered")
+		end := strings.Index(out[i:], "\n---")
+		if end < 0 {
+			end = len(out) - i
+		}
+		return out[i : i+end]
+	}
+	hook := module(first)
+	assert.Contains(t, hook, "helm.sh/hook: post-install,post-upgrade")
+	assert.Contains(t, hook, "meta.helm.sh/release-name: kmm")
+	assert.Contains(t, hook, "meta.helm.sh/release-namespace: kmm-system")
+	assert.NotContains(t, hook, "hook-delete-policy")
+	plain := module(upgrade)
+	assert.NotContains(t, plain, "helm.sh/hook")
+	assert.NotContains(t, plain, "meta.helm.sh/release-name")
+	manifests, _, _ := strings.Cut(upgrade, "# Source: kmm/templates/tests/")
+	assert.Contains(t, manifests, moduleHead, "on upgrade, the Module is a release object")
 }

@@ -55,72 +55,16 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- printf "%s-module-loader" (include "kmm.fullname" .) | trunc 63 | trimSuffix "-" }}
 {{- end }}
 
-{{/* A string quoted for /bin/sh. */}}
-{{- define "kmm.shquote" -}}
-'{{ replace "'" "'\\''" (toString .) }}'
-{{- end }}
-
-{{/* Words quoted for /bin/sh and joined by spaces. */}}
-{{- define "kmm.shwords" -}}
-{{- $out := list }}
-{{- range . }}{{ $out = append $out (include "kmm.shquote" .) }}{{ end }}
-{{- join " " $out }}
-{{- end }}
-
 {{/*
-The loader's load script: copy firmware, unload in-tree modules it replaces, then modprobe the
-module (or, with modulesLoadingOrder [main, dep1, dep2], dep1, dep2 and then main). Call with
-the module's container spec.
+The module list of the contract with kmm-render (pkg/contract): every module as declared, its
+namespace filled in, as JSON.
 */}}
-{{- define "kmm.loader.loadScript" -}}
-{{- $mp := .modprobe }}
-{{- $dir := default "/opt" $mp.dirName }}
-{{- $lines := list "set -eu" }}
-{{- if $mp.firmwarePath }}
-{{- $lines = append $lines (printf "mkdir -p /var/lib/firmware && cp -r %s/. /var/lib/firmware/" (include "kmm.shquote" $mp.firmwarePath)) }}
+{{- define "kmm.modules.list" -}}
+{{- $out := list }}
+{{- range $m := .Values.modules }}
+{{- $out = append $out (merge (dict "namespace" (include "kmm.module.namespace" (list $ $m))) (omit $m "namespace")) }}
 {{- end }}
-{{- range .inTreeModulesToRemove }}
-{{- $lines = append $lines (printf "modprobe -r -v %s || true" (include "kmm.shquote" .)) }}
-{{- end }}
-{{- if and $mp.args $mp.args.load }}
-{{- $lines = append $lines (printf "modprobe %s" (include "kmm.shwords" $mp.args.load)) }}
-{{- else if $mp.modulesLoadingOrder }}
-{{- range rest $mp.modulesLoadingOrder }}
-{{- $lines = append $lines (printf "modprobe -v -d %s %s" (include "kmm.shquote" $dir) (include "kmm.shquote" .)) }}
-{{- end }}
-{{- $lines = append $lines (printf "modprobe -v -d %s %s %s" (include "kmm.shquote" $dir) (include "kmm.shquote" $mp.moduleName) (include "kmm.shwords" (default list $mp.parameters)) | trimSuffix " ") }}
-{{- else }}
-{{- $lines = append $lines (printf "modprobe -v -d %s %s %s" (include "kmm.shquote" $dir) (include "kmm.shquote" $mp.moduleName) (include "kmm.shwords" (default list $mp.parameters)) | trimSuffix " ") }}
-{{- end }}
-{{- join "\n" $lines }}
-{{- end }}
-
-{{/* The loader's unload script: the reverse of the load script. */}}
-{{- define "kmm.loader.unloadScript" -}}
-{{- $mp := .modprobe }}
-{{- $dir := default "/opt" $mp.dirName }}
-{{- if and $mp.args $mp.args.unload }}
-{{- printf "modprobe %s" (include "kmm.shwords" $mp.args.unload) }}
-{{- else if $mp.modulesLoadingOrder }}
-{{- $mods := list $mp.moduleName }}
-{{- range reverse (rest $mp.modulesLoadingOrder) }}{{ $mods = append $mods . }}{{ end }}
-{{- printf "modprobe -r -v -d %s %s" (include "kmm.shquote" $dir) (include "kmm.shwords" $mods) }}
-{{- else }}
-{{- printf "modprobe -r -v -d %s %s" (include "kmm.shquote" $dir) (include "kmm.shquote" $mp.moduleName) }}
-{{- end }}
-{{- end }}
-
-{{/* What kmm-render needs to know of a module, as JSON. Call with (list $ $module). */}}
-{{- define "kmm.module.renderSpec" -}}
-{{- $root := index . 0 }}{{- $m := index . 1 }}
-{{- $c := $m.moduleLoader.container }}
-{{- $maps := list }}
-{{- range $c.kernelMappings }}
-{{- $maps = append $maps (pick . "literal" "regexp" "containerImage") }}
-{{- end }}
-{{- $spec := dict "name" $m.name "namespace" (include "kmm.module.namespace" (list $root $m)) "selector" $m.selector "kernelMappings" $maps }}
-{{- with $c.containerImage }}{{ $_ := set $spec "containerImage" . }}{{ end }}
-{{- toJson $spec }}
+{{- toJson $out }}
 {{- end }}
 
 {{/* ---- The KMM controller, its webhook and CRDs ---- */}}
@@ -318,14 +262,4 @@ imagePullSecrets:
 {{/* The operator ConfigMap's content (controller_config.yaml). */}}
 {{- define "kmm.config.content" -}}
 {{- toYaml .Values.controller.config }}
-{{- end }}
-
-{{/* Namespace of a `via: operator` module, with KMM's 41-character rule enforced. Call with (list $ $module). */}}
-{{- define "kmm.operatorModule.namespace" -}}
-{{- $root := index . 0 }}{{- $m := index . 1 }}
-{{- $ns := include "kmm.module.namespace" (list $root $m) }}
-{{- if gt (add (len $m.name) (len $ns)) 41 }}
-{{- fail (printf "module %s/%s (via: operator): name and namespace are %d characters together; KMM allows at most 41 (its node labels kmm.node.kubernetes.io/<namespace>.<name>.ready must fit 63)" $ns $m.name (add (len $m.name) (len $ns))) }}
-{{- end }}
-{{- $ns }}
 {{- end }}

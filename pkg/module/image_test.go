@@ -1,4 +1,4 @@
-package render
+package module
 
 import (
 	"testing"
@@ -181,6 +181,10 @@ func TestCheckImageReference(t *testing.T) {
 		{name: "no tag", image: "quay.io/org/kmod", wantErr: "neither a tag nor a digest"},
 		{name: "short name without tag", image: "kmod", wantErr: "neither a tag nor a digest"},
 		{name: "empty", image: "", wantErr: "empty"},
+		{name: "an @ alone is no digest", image: "quay.io/org/kmod@latest", wantErr: "not a valid image reference"},
+		{name: "malformed digest", image: "quay.io/org/kmod@sha256:abc", wantErr: "not a valid image reference"},
+		{name: "upper case repository", image: "quay.io/Org/kmod:v1", wantErr: "not a valid image reference"},
+		{name: "tag with a plus", image: "quay.io/org/kmod:5.10.109+", wantErr: "not a valid image reference"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -191,6 +195,44 @@ func TestCheckImageReference(t *testing.T) {
 			}
 			require.Error(t, err)
 			assert.Contains(t, err.Error(), tt.wantErr)
+		})
+	}
+}
+
+func TestResolveImage(t *testing.T) {
+	tests := []struct {
+		name, image, kernel, want, wantErr string
+	}{
+		{name: "COS kernel", image: "r/${MOD_NAME}:${KERNEL_FULL_VERSION}", kernel: "5.10.109+", want: "r/ptp:5.10.109"},
+		{name: "a kernel that makes an invalid tag", image: "r/ptp:${KERNEL_XYZ}-x", kernel: "5-a", wantErr: "undefined variable(s) KERNEL_XYZ"},
+		{name: "a variable in the repository", image: "r/${MOD_NAMESPACE}/ptp", kernel: "6.1.0", wantErr: "neither a tag nor a digest"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := ResolveImage(tt.image, tt.kernel, "ptp", "kmm-demo")
+			if tt.wantErr != "" {
+				require.Error(t, err)
+				assert.Contains(t, err.Error(), tt.wantErr)
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, tt.want, got)
+		})
+	}
+}
+
+func TestMatchKernel(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"5.10.109+", "5.10.109"},
+		{"6.1.100+", "6.1.100"},
+		{"5.10.109", "5.10.109"},
+		{"5.10.109++", "5.10.109+"},
+		{"+5.10.109", "+5.10.109"},
+		{"", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			assert.Equal(t, tt.want, MatchKernel(tt.in))
 		})
 	}
 }

@@ -1,8 +1,9 @@
-package cluster
+package localcluster
 
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -10,18 +11,6 @@ import (
 	"path/filepath"
 	"strings"
 )
-
-// DefaultPluginManifest is the plugin.yaml of the kmm-render Helm 4 post-renderer plugin, used
-// when the repository has no plugin/plugin.yaml.
-const DefaultPluginManifest = `apiVersion: v1
-name: kmm-render
-type: postrenderer/v1
-version: "0.1.0"
-runtime: subprocess
-runtimeConfig:
-  platformCommand:
-    - command: "${HELM_PLUGIN_DIR}/bin/kmm-render"
-`
 
 // PluginName is the name Helm 4 knows the post-renderer plugin by (--post-renderer kmm-render).
 const PluginName = "kmm-render"
@@ -66,7 +55,7 @@ func (c *Cluster) HelmEnv(version int) []string {
 }
 
 // Helm runs helm3 or helm4 against the cluster (see HelmEnv) and returns its output. err is
-// non-nil when helm could not run or exited non-zero (an *exec.ExitError then).
+// non-nil when helm could not run or exited non-zero (wrapping an *exec.ExitError then).
 func (c *Cluster) Helm(ctx context.Context, version int, args ...string) (stdout, stderr string, err error) {
 	bin, err := c.HelmBinary(version)
 	if err != nil {
@@ -84,28 +73,42 @@ func (c *Cluster) Helm(ctx context.Context, version int, args ...string) (stdout
 	return out.String(), errb.String(), err
 }
 
-// WritePlugin lays out the kmm-render Helm 4 plugin in dir: dir/plugin.yaml (manifest, or
-// DefaultPluginManifest when empty) and dir/bin/kmm-render (a copy of binary). Helm names an
-// installed local plugin after its folder, so dir should end in "kmm-render".
-func WritePlugin(dir, binary string, manifest []byte) error {
-	if len(manifest) == 0 {
-		manifest = []byte(DefaultPluginManifest)
-	}
-	if err := os.MkdirAll(filepath.Join(dir, "bin"), 0o755); err != nil {
-		return err
-	}
-	if err := os.WriteFile(filepath.Join(dir, "plugin.yaml"), manifest, 0o644); err != nil {
-		return err
-	}
-	return copyFile(binary, filepath.Join(dir, "bin", "kmm-render"), 0o755)
+// PluginManifestPath is the repository's Helm 4 plugin manifest, <repoRoot>/plugin/plugin.yaml.
+func PluginManifestPath(repoRoot string) string {
+	return filepath.Join(repoRoot, "plugin", "plugin.yaml")
 }
 
-// PluginManifest returns the repository's plugin/plugin.yaml, or DefaultPluginManifest.
-func PluginManifest(repoRoot string) []byte {
-	if data, err := os.ReadFile(filepath.Join(repoRoot, "plugin", "plugin.yaml")); err == nil {
-		return data
+// PluginManifest reads the repository's plugin/plugin.yaml. A missing, unreadable or empty
+// file is an error naming it.
+func PluginManifest(repoRoot string) ([]byte, error) {
+	path := PluginManifestPath(repoRoot)
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading the Helm 4 plugin manifest: %w", err)
 	}
-	return []byte(DefaultPluginManifest)
+	if len(bytes.TrimSpace(data)) == 0 {
+		return nil, fmt.Errorf("reading the Helm 4 plugin manifest: %s is empty", path)
+	}
+	return data, nil
+}
+
+// WritePlugin lays out the kmm-render Helm 4 plugin in dir: dir/plugin.yaml (manifest, which
+// must not be empty; see PluginManifest) and dir/bin/kmm-render (a copy of binary). Helm names
+// an installed local plugin after its folder, so dir should end in "kmm-render".
+func WritePlugin(dir, binary string, manifest []byte) error {
+	if len(bytes.TrimSpace(manifest)) == 0 {
+		return errors.New("writing the Helm 4 plugin: empty plugin manifest")
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "bin"), 0o755); err != nil {
+		return fmt.Errorf("writing the Helm 4 plugin: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "plugin.yaml"), manifest, 0o644); err != nil {
+		return fmt.Errorf("writing the Helm 4 plugin: %w", err)
+	}
+	if err := copyFile(binary, filepath.Join(dir, "bin", "kmm-render"), 0o755); err != nil {
+		return fmt.Errorf("writing the Helm 4 plugin: %w", err)
+	}
+	return nil
 }
 
 // InstallPlugin installs a local plugin folder into Helm 4 (helm4 plugin install DIR).

@@ -1,4 +1,4 @@
-package cluster
+package localcluster
 
 import (
 	"errors"
@@ -19,7 +19,7 @@ var KwokStages = []string{"node-initialize.yaml", "node-heartbeat.yaml", "pod-re
 func RepoRoot() (string, error) {
 	dir, err := os.Getwd()
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("finding the kmm repository root: %w", err)
 	}
 	for {
 		data, err := os.ReadFile(filepath.Join(dir, "go.mod"))
@@ -93,4 +93,13 @@ func CheckHelm(dir string) error {
 func isExecutable(path string) bool {
 	fi, err := os.Stat(path) // follows the symlinks make tools creates
 	return err == nil && fi.Mode().IsRegular() && fi.Mode().Perm()&0o111 != 0
+}
+
+// DefaultDir is the folder Up, Serve, Down and ReadStatus use when given none: <repo>/bin/cluster.
+func DefaultDir() (string, error) {
+	root, err := RepoRoot()
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(root, "bin", "cluster"), nil
 }

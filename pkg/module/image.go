@@ -1,4 +1,4 @@
-package render
+package module
 
 import (
 	"fmt"
@@ -6,12 +6,20 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+
+	"github.com/distribution/reference"
 )
 
 var (
 	kernelSplit      = regexp.MustCompile(`[.,-]`)
 	notImageTagChars = regexp.MustCompile(`[^A-Za-z0-9._-]`)
 )
+
+// MatchKernel is the kernel string KMM matches mappings against and substitutes into images:
+// status.nodeInfo.kernelVersion with a trailing '+' trimmed (GKE COS reports e.g. "5.10.109+").
+func MatchKernel(kernel string) string {
+	return strings.TrimSuffix(kernel, "+")
+}
 
 // SubstitutionVars returns the variables KMM substitutes in image names for a module and a node
 // kernel. Kernel-derived values have every character outside [A-Za-z0-9._-] replaced by '_',
@@ -53,18 +61,44 @@ func SubstituteImage(image string, vars map[string]string) (string, error) {
 	return out, nil
 }
 
-// CheckImageReference reports whether image names a tag or a digest, as KMM requires: a
-// reference without one would silently mean ":latest".
+// ResolveImage substitutes KMM's variables for kernel into image and checks the result: a
+// valid image reference with a tag or a digest.
+func ResolveImage(image, kernel, modName, modNamespace string) (string, error) {
+	out, err := SubstituteImage(image, SubstitutionVars(kernel, modName, modNamespace))
+	if err != nil {
+		return "", err
+	}
+	if err := CheckImageReference(out); err != nil {
+		return "", err
+	}
+	return out, nil
+}
+
+// sampleKernel stands for any kernel when an image is checked before any node is known.
+const sampleKernel = "1.2.3-4.kmm"
+
+// CheckImageTemplate checks an image as a module declares it, before the kernel is known: its
+// variables are all KMM's, and with them substituted it is a valid reference with a tag or a
+// digest. KMM's own webhook only asks for a ':' or an '@' somewhere.
+func CheckImageTemplate(image, modName, modNamespace string) error {
+	_, err := ResolveImage(image, sampleKernel, modName, modNamespace)
+	return err
+}
+
+// CheckImageReference reports whether image is a valid reference that names a tag or a digest,
+// as KMM requires: a reference without one would silently mean ":latest".
 func CheckImageReference(image string) error {
 	if image == "" {
 		return fmt.Errorf("image is empty")
 	}
-	if strings.Contains(image, "@") {
-		return nil
+	ref, err := reference.ParseNormalizedNamed(image)
+	if err != nil {
+		return fmt.Errorf("image %q is not a valid image reference: %w", image, err)
 	}
-	lastSlash := strings.LastIndex(image, "/")
-	if !strings.Contains(image[lastSlash+1:], ":") {
-		return fmt.Errorf("image %q has neither a tag nor a digest", image)
+	_, tagged := ref.(reference.Tagged)
+	_, digested := ref.(reference.Digested)
+	if !tagged && !digested {
+		return fmt.Errorf("image %q has neither a tag nor a digest (it would mean :latest)", image)
 	}
 	return nil
 }

@@ -1,13 +1,9 @@
-package cluster
+package localcluster
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
-	"os"
 	"sort"
 	"strings"
 	"time"
@@ -17,8 +13,9 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
-	"sigs.k8s.io/yaml"
+
+	"kmm.dev/kmm/pkg/nodes"
+	"kmm.dev/kmm/pkg/render"
 )
 
 // NFD's kernel labels.
@@ -32,61 +29,9 @@ const (
 // NodeReadyTimeout bounds how long CreateNodes and AddNode wait for nodes to be Ready.
 var NodeReadyTimeout = 90 * time.Second
 
-// LoadNodes reads the full Node objects of a snapshot: a List or NodeList (kubectl get nodes
-// -o yaml|json), or Nodes as a multi-document YAML stream.
-func LoadNodes(path string) ([]corev1.Node, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(data), 4096)
-	var out []corev1.Node
-	for doc := 1; ; doc++ {
-		var raw json.RawMessage
-		if err := dec.Decode(&raw); err != nil {
-			if errors.Is(err, io.EOF) {
-				break
-			}
-			return nil, fmt.Errorf("%s: document %d: %w", path, doc, err)
-		}
-		if len(bytes.TrimSpace(raw)) == 0 || string(raw) == "null" {
-			continue
-		}
-		var head struct {
-			Kind  string            `json:"kind"`
-			Items []json.RawMessage `json:"items"`
-		}
-		if err := json.Unmarshal(raw, &head); err != nil {
-			return nil, fmt.Errorf("%s: document %d: %w", path, doc, err)
-		}
-		items := []json.RawMessage{raw}
-		switch head.Kind {
-		case "Node":
-		case "List", "NodeList":
-			items = head.Items
-		default:
-			return nil, fmt.Errorf("%s: document %d is kind %q, not a Node, NodeList or List", path, doc, head.Kind)
-		}
-		for i, it := range items {
-			var n corev1.Node
-			if err := yaml.Unmarshal(it, &n); err != nil {
-				return nil, fmt.Errorf("%s: document %d: items[%d]: %w", path, doc, i, err)
-			}
-			if n.Kind != "" && n.Kind != "Node" {
-				return nil, fmt.Errorf("%s: document %d: items[%d] is kind %q, not a Node", path, doc, i, n.Kind)
-			}
-			out = append(out, n)
-		}
-	}
-	if len(out) == 0 {
-		return nil, fmt.Errorf("%s holds no nodes", path)
-	}
-	return out, nil
-}
-
-// CreateNodes creates every Node of a snapshot file (see AddNodes).
+// CreateNodes creates every Node of a snapshot file (read with nodes.LoadObjects; see AddNodes).
 func (c *Cluster) CreateNodes(ctx context.Context, path string) error {
-	ns, err := LoadNodes(path)
+	ns, err := nodes.LoadObjects(path)
 	if err != nil {
 		return err
 	}
@@ -247,25 +192,17 @@ func (c *Cluster) WaitNodesReady(ctx context.Context, names ...string) error {
 }
 
 // NFDKernelLabels are the labels Node Feature Discovery puts on a node running kernel:
-// kernel-version.full (sanitized for a label value: "5.10.109+" becomes "5.10.109"), .major,
-// .minor and .revision.
+// kernel-version.full, the kernel as a label value by NFD's rule (render.KernelLabelValue:
+// "5.10.109+" becomes "5.10.109"), and .major, .minor and .revision, the leading digits of the
+// first three dot-separated parts of that value. A kernel with no valid label value gets none.
 func NFDKernelLabels(kernel string) map[string]string {
 	out := map[string]string{}
-	full := strings.Trim(strings.Map(func(r rune) rune {
-		switch {
-		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '-', r == '_', r == '.':
-			return r
-		}
-		return '_'
-	}, kernel), "-_.")
-	if len(full) > 63 {
-		full = ""
+	full, ok := render.KernelLabelValue(kernel)
+	if !ok {
+		return out
 	}
-	if full != "" {
-		out[LabelKernelFull] = full
-	}
-	// major.minor.revision, each the leading digits of its dot-separated part.
-	parts := strings.SplitN(kernel, ".", 3)
+	out[LabelKernelFull] = full
+	parts := strings.SplitN(full, ".", 3)
 	keys := []string{LabelKernelMajor, LabelKernelMinor, LabelKernelRevision}
 	for i, p := range parts {
 		j := 0

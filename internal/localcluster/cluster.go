@@ -1,16 +1,4 @@
-// Package cluster runs a real, local Kubernetes control plane for end-to-end tests and demos:
-// etcd and kube-apiserver through controller-runtime's envtest, plus kube-controller-manager,
-// kube-scheduler and kwok (simulated kubelets), with Nodes created from a node snapshot
-// (examples/*/nodes.yaml). Pods never run containers: kwok marks them Running.
-//
-//	c, err := cluster.Start(ctx, cluster.Options{Nodes: "examples/eks/nodes.yaml"})
-//	defer c.Stop()
-//	c.Helm(ctx, 3, "install", ...)
-//
-// Every process the harness starts logs to a file under WorkDir, and is stopped by Stop. A
-// watchdog process stops them too if the harness's own process dies without calling Stop.
-// Nothing else is ever signalled.
-package cluster
+package localcluster
 
 import (
 	"context"
@@ -29,6 +17,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
@@ -94,13 +83,13 @@ func Start(ctx context.Context, o Options) (_ *Cluster, retErr error) {
 	if o.AssetsDir == "" {
 		d, err := DefaultAssetsDir()
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("finding the assets folder: %w", err)
 		}
 		o.AssetsDir = d
 	}
 	assets, err := filepath.Abs(o.AssetsDir)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("resolving the assets folder: %w", err)
 	}
 	if err := CheckAssets(assets); err != nil {
 		return nil, err
@@ -109,25 +98,25 @@ func Start(ctx context.Context, o Options) (_ *Cluster, retErr error) {
 	if o.WorkDir == "" {
 		d, err := os.MkdirTemp("", "kmm-cluster-")
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("creating the work folder: %w", err)
 		}
 		c.WorkDir, c.removeWork = d, true
 	} else {
 		d, err := filepath.Abs(o.WorkDir)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("resolving the work folder: %w", err)
 		}
 		if _, err := os.Stat(d); errors.Is(err, os.ErrNotExist) {
 			c.removeWork = true
 		}
 		if err := os.MkdirAll(d, 0o755); err != nil {
-			return nil, err
+			return nil, fmt.Errorf("creating the work folder: %w", err)
 		}
 		c.WorkDir = d
 	}
 	for _, sub := range []string{"logs", "apiserver", "etcd"} {
 		if err := os.MkdirAll(filepath.Join(c.WorkDir, sub), 0o755); err != nil {
-			return nil, err
+			return nil, fmt.Errorf("creating the work folder: %w", err)
 		}
 	}
 	defer func() {
@@ -170,6 +159,9 @@ func Start(ctx context.Context, o Options) (_ *Cluster, retErr error) {
 }
 
 func (c *Cluster) logf(format string, args ...any) {
+	if c.log == nil {
+		return
+	}
 	fmt.Fprintf(c.log, "cluster: "+format+"\n", args...)
 }
 
@@ -177,19 +169,15 @@ func (c *Cluster) logPath(name string) string {
 	return filepath.Join(c.WorkDir, "logs", name+".log")
 }
 
-func openLog(path string) (*os.File, error) {
-	return os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-}
-
 func (c *Cluster) startControlPlane(o Options) error {
 	t0 := time.Now()
 	etcdLog, err := openLog(c.logPath("etcd"))
 	if err != nil {
-		return err
+		return fmt.Errorf("opening the etcd log: %w", err)
 	}
 	apiLog, err := openLog(c.logPath("kube-apiserver"))
 	if err != nil {
-		return err
+		return fmt.Errorf("opening the kube-apiserver log: %w", err)
 	}
 	env := &envtest.Environment{
 		BinaryAssetsDirectory:    c.AssetsDir,
@@ -214,8 +202,11 @@ func (c *Cluster) startControlPlane(o Options) error {
 	// Whatever happened, learn the pids envtest started so the watchdog and Stop know them.
 	for _, b := range []struct{ name, bin string }{{"etcd", "etcd"}, {"kube-apiserver", "kube-apiserver"}} {
 		for _, pid := range childrenRunning(filepath.Join(c.AssetsDir, b.bin)) {
-			st, _ := ProcStartTime(pid)
-			p := Process{Name: b.name, Pid: pid, StartTime: st, Log: c.logPath(b.name)}
+			p, err := ProcessOf(b.name, pid)
+			if err != nil {
+				continue // gone already
+			}
+			p.Log = c.logPath(b.name)
 			c.envProcs = append(c.envProcs, p)
 			c.dog.watch(p)
 		}
@@ -234,16 +225,16 @@ func (c *Cluster) startControlPlane(o Options) error {
 	}
 	c.Kubeconfig = filepath.Join(c.WorkDir, "kubeconfig")
 	if err := os.WriteFile(c.Kubeconfig, kc, 0o600); err != nil {
-		return err
+		return fmt.Errorf("writing the admin kubeconfig: %w", err)
 	}
 	c.Config = admin.Config()
 	cs, err := kubernetes.NewForConfig(c.Config)
 	if err != nil {
-		return err
+		return fmt.Errorf("creating the admin client: %w", err)
 	}
 	c.Client = cs
 	if err := os.WriteFile(c.caFile(), api.SecureServing.CA, 0o644); err != nil {
-		return err
+		return fmt.Errorf("writing the cluster CA: %w", err)
 	}
 	c.logf("kube-apiserver is up at %s (%.1fs)", c.Config.Host, time.Since(t0).Seconds())
 	return nil
@@ -315,31 +306,29 @@ func (c *Cluster) startComponents(ctx context.Context) error {
 	return nil
 }
 
-// poll calls cond every 250 ms until it returns true, returns an error, the timeout passes, or
-// one of the harness's processes exits (then the error names it and its log).
+// poll calls cond every 250 ms until it returns true, the timeout passes, or one of the
+// harness's processes exits (then the error names it and its log). An error from cond does not
+// end the wait (the API server may not be ready yet); the timeout error names the last one.
 func (c *Cluster) poll(ctx context.Context, timeout time.Duration, what string, cond func(context.Context) (bool, error)) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
 	var last error
-	for {
+	err := wait.PollUntilContextTimeout(ctx, 250*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
 		ok, err := cond(ctx)
-		if ok && err == nil {
-			return nil
-		}
 		if err != nil {
 			last = err
+		} else if ok {
+			return true, nil
 		}
-		if err := c.checkProcs(); err != nil {
-			return fmt.Errorf("waiting for %s: %w", what, err)
-		}
-		select {
-		case <-ctx.Done():
-			if last != nil {
-				return fmt.Errorf("waiting for %s: timed out after %s (last error: %v)", what, timeout, last)
-			}
-			return fmt.Errorf("waiting for %s: timed out after %s", what, timeout)
-		case <-time.After(250 * time.Millisecond):
-		}
+		return false, c.checkProcs()
+	})
+	switch {
+	case err == nil:
+		return nil
+	case !wait.Interrupted(err):
+		return fmt.Errorf("waiting for %s: %w", what, err)
+	case last != nil:
+		return fmt.Errorf("waiting for %s: timed out after %s (last error: %v)", what, timeout, last)
+	default:
+		return fmt.Errorf("waiting for %s: timed out after %s", what, timeout)
 	}
 }
 
@@ -406,14 +395,16 @@ func (c *Cluster) logSummary(lines int) string {
 func (c *Cluster) LogSummary() string { return c.logSummary(0) }
 
 // Stop stops kwok, the scheduler, the controller manager (SIGTERM to each one's process group,
-// SIGKILL after 5 s), then kube-apiserver and etcd through envtest, and removes WorkDir if
+// SIGKILL after 5 s: StopProcesses), then kube-apiserver and etcd through envtest (and
+// StopProcesses, should envtest give up), disarms the watchdog, and removes WorkDir if
 // the harness created it and Keep is not set. It only ever signals processes it started, and
 // is safe to call more than once.
 func (c *Cluster) Stop() error {
 	c.stopOnce.Do(func() {
+		ctx := context.Background()
 		var errs []error
 		for i := len(c.procs) - 1; i >= 0; i-- {
-			if err := c.procs[i].stop(5 * time.Second); err != nil {
+			if err := c.procs[i].stop(ctx, StopOptions{Grace: 5 * time.Second}); err != nil {
 				errs = append(errs, err)
 			}
 		}
@@ -423,16 +414,14 @@ func (c *Cluster) Stop() error {
 			}
 		}
 		// envtest gives up after its stop timeout; make sure its processes are gone.
-		for _, p := range c.envProcs {
-			if Alive(p.Pid, p.StartTime) {
-				_ = syscall.Kill(p.Pid, syscall.SIGKILL)
-			}
+		if err := StopProcesses(ctx, c.envProcs, StopOptions{Grace: time.Second}); err != nil {
+			errs = append(errs, err)
 		}
 		// Armed until here: should this process die while stopping, the watchdog finishes.
 		c.dog.disarm()
 		if c.removeWork && !c.Keep && c.WorkDir != "" {
 			if err := os.RemoveAll(c.WorkDir); err != nil {
-				errs = append(errs, err)
+				errs = append(errs, fmt.Errorf("removing the work folder: %w", err))
 			}
 		}
 		c.stopErr = errors.Join(errs...)
@@ -471,8 +460,8 @@ func (c *Cluster) Interrupted() bool { return c.interrupted.Load() }
 // EnsureNamespace creates a namespace unless it exists.
 func (c *Cluster) EnsureNamespace(ctx context.Context, name string) error {
 	_, err := c.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{})
-	if apierrors.IsAlreadyExists(err) {
-		return nil
+	if err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("creating namespace %s: %w", name, err)
 	}
-	return err
+	return nil
 }

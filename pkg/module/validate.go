@@ -1,0 +1,307 @@
+package module
+
+import (
+	"fmt"
+	"regexp"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1validation "k8s.io/apimachinery/pkg/apis/meta/v1/validation"
+	"k8s.io/apimachinery/pkg/util/sets"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+
+	kmmv1beta1 "kmm.dev/kmm/api/v1beta1"
+	"kmm.dev/kmm/pkg/contract"
+)
+
+// DefaultDirName is modprobe.dirName when a module sets none (the Module CRD's default).
+const DefaultDirName = "/opt"
+
+// Paths say where a module's fields stand in the document that holds it, so that errors name
+// them as the user wrote them.
+type Paths struct {
+	Name, Namespace, Spec *field.Path
+}
+
+// ValuesPaths are the paths of the i-th module of the chart's `modules:` list.
+func ValuesPaths(i int) Paths {
+	root := field.NewPath("modules").Index(i)
+	return Paths{Name: root.Child("name"), Namespace: root.Child("namespace"), Spec: root}
+}
+
+// ObjectPaths are the paths of a KMM Module object's fields.
+var ObjectPaths = Paths{
+	Name:      field.NewPath("metadata", "name"),
+	Namespace: field.NewPath("metadata", "namespace"),
+	Spec:      field.NewPath("spec"),
+}
+
+// Validate checks m against every rule of KMM's Module admission webhook (contract.KMMVersion:
+// internal/webhook/module.go), for helm-managed and operator modules alike, and against kmm's
+// own rules: a valid name and namespace, a non-empty selector of valid labels, images that are
+// valid references with a tag or a digest once KMM's variables are substituted, and, for
+// helm-managed modules, a module loader with at least one kernel mapping and none of the fields
+// only the KMM controller implements.
+func (m *Module) Validate(p Paths) field.ErrorList {
+	var errs field.ErrorList
+	errs = append(errs, validateNames(m.Name, m.Namespace, p)...)
+	switch m.Via {
+	case "", ViaHelm, ViaOperator:
+	default:
+		errs = append(errs, field.NotSupported(p.Spec.Child("via"), m.Via, []Via{ViaHelm, ViaOperator}))
+	}
+	spec := p.Spec
+	if len(m.Selector) == 0 {
+		errs = append(errs, field.Required(spec.Child("selector"), "name at least one node label; an empty selector would pick every node"))
+	} else {
+		errs = append(errs, metav1validation.ValidateLabels(m.Selector, spec.Child("selector"))...)
+	}
+	errs = append(errs, validateTolerations(m.Tolerations, spec.Child("tolerations"))...)
+	if !m.Operator() {
+		errs = append(errs, helmOnly(m, spec)...)
+	}
+	c := m.Container()
+	if c == nil {
+		return errs
+	}
+	cp := spec.Child("moduleLoader", "container")
+	errs = append(errs, validateContainer(c, cp, m.Name, m.Namespace)...)
+	errs = append(errs, validateModprobe(&c.Modprobe, cp.Child("modprobe"))...)
+	errs = append(errs, validateFilesToSign(c, cp)...)
+	return errs
+}
+
+// ValidateUpdate is KMM's rule on changing a Module: the loader's version can change, but not
+// from or to empty (the Module must be deleted and created again).
+func ValidateUpdate(old, m *Module, p Paths) field.ErrorList {
+	oc, nc := old.Container(), m.Container()
+	if oc == nil || nc == nil || (oc.Version == "") == (nc.Version == "") {
+		return nil
+	}
+	return field.ErrorList{field.Forbidden(p.Spec.Child("moduleLoader", "container", "version"),
+		fmt.Sprintf("cannot change from %q to %q: KMM refuses updates to or from an empty version; delete the Module and create it again", oc.Version, nc.Version))}
+}
+
+func validateNames(name, namespace string, p Paths) field.ErrorList {
+	var errs field.ErrorList
+	for _, msg := range validation.IsDNS1123Label(name) {
+		errs = append(errs, field.Invalid(p.Name, name, msg))
+	}
+	if namespace == "" {
+		errs = append(errs, field.Required(p.Namespace, "the module's namespace"))
+	}
+	for _, msg := range validation.IsDNS1123Label(namespace) {
+		if namespace != "" {
+			errs = append(errs, field.Invalid(p.Namespace, namespace, msg))
+		}
+	}
+	if n := len(name) + len(namespace); n > contract.MaxModuleNameNamespace {
+		errs = append(errs, field.Invalid(p.Name, name, fmt.Sprintf(
+			"name and namespace (%q) are %d characters together; KMM %s allows at most %d (its node labels kmm.node.kubernetes.io/<namespace>.<name>.ready must fit in 63)",
+			namespace, n, contract.KMMVersion, contract.MaxModuleNameNamespace)))
+	}
+	return errs
+}
+
+// validateTolerations applies KMM's toleration rules, which are stricter than the API server's
+// for pods: only the Equal and Exists operators.
+func validateTolerations(tolerations []corev1.Toleration, path *field.Path) field.ErrorList {
+	var errs field.ErrorList
+	for i, t := range tolerations {
+		p := path.Index(i)
+		if t.Key != "" {
+			for _, msg := range validation.IsQualifiedName(t.Key) {
+				errs = append(errs, field.Invalid(p.Child("key"), t.Key, msg))
+			}
+		}
+		if t.Key == "" && t.Operator != corev1.TolerationOpExists {
+			errs = append(errs, field.Invalid(p.Child("operator"), t.Operator, "must be Exists when key is empty"))
+		}
+		if t.TolerationSeconds != nil && t.Effect != corev1.TaintEffectNoExecute {
+			errs = append(errs, field.Invalid(p.Child("effect"), t.Effect, "must be NoExecute when tolerationSeconds is set"))
+		}
+		switch t.Operator {
+		case corev1.TolerationOpEqual, "":
+			for _, msg := range validation.IsValidLabelValue(t.Value) {
+				errs = append(errs, field.Invalid(p.Child("value"), t.Value, msg))
+			}
+		case corev1.TolerationOpExists:
+			if t.Value != "" {
+				errs = append(errs, field.Invalid(p.Child("value"), t.Value, "must be empty when operator is Exists"))
+			}
+		default:
+			errs = append(errs, field.NotSupported(p.Child("operator"), t.Operator,
+				[]corev1.TolerationOperator{corev1.TolerationOpEqual, corev1.TolerationOpExists}))
+		}
+		switch t.Effect {
+		case "", corev1.TaintEffectNoSchedule, corev1.TaintEffectPreferNoSchedule, corev1.TaintEffectNoExecute:
+		default:
+			errs = append(errs, field.NotSupported(p.Child("effect"), t.Effect,
+				[]corev1.TaintEffect{corev1.TaintEffectNoSchedule, corev1.TaintEffectPreferNoSchedule, corev1.TaintEffectNoExecute}))
+		}
+	}
+	return errs
+}
+
+func validateContainer(c *kmmv1beta1.ModuleLoaderContainerSpec, cp *field.Path, name, namespace string) field.ErrorList {
+	var errs field.ErrorList
+	//nolint:staticcheck // InTreeModuleToRemove is deprecated, and still KMM's API.
+	if c.InTreeModulesToRemove != nil && c.InTreeModuleToRemove != "" {
+		errs = append(errs, field.Forbidden(cp.Child("inTreeModuleToRemove"), "set either inTreeModulesToRemove or inTreeModuleToRemove (deprecated), not both"))
+	}
+	if c.ContainerImage != "" {
+		if err := CheckImageTemplate(c.ContainerImage, name, namespace); err != nil {
+			errs = append(errs, field.Invalid(cp.Child("containerImage"), c.ContainerImage, err.Error()))
+		}
+	}
+	for i := range c.KernelMappings {
+		km := &c.KernelMappings[i]
+		p := cp.Child("kernelMappings").Index(i)
+		switch {
+		case km.Literal != "" && km.Regexp != "":
+			errs = append(errs, field.Invalid(p, DescribeMapping(km), "literal and regexp are mutually exclusive; set exactly one"))
+		case km.Literal == "" && km.Regexp == "":
+			errs = append(errs, field.Required(p, "set exactly one of literal or regexp"))
+		}
+		if km.Regexp != "" {
+			if _, err := regexp.Compile(km.Regexp); err != nil {
+				errs = append(errs, field.Invalid(p.Child("regexp"), km.Regexp, err.Error()))
+			}
+		}
+		switch {
+		case km.ContainerImage == "" && c.ContainerImage == "":
+			errs = append(errs, field.Required(p.Child("containerImage"), "the mapping has no containerImage and moduleLoader.container sets none"))
+		case km.ContainerImage != "":
+			if err := CheckImageTemplate(km.ContainerImage, name, namespace); err != nil {
+				errs = append(errs, field.Invalid(p.Child("containerImage"), km.ContainerImage, err.Error()))
+			}
+		}
+		//nolint:staticcheck // see above
+		if km.InTreeModulesToRemove != nil && km.InTreeModuleToRemove != "" {
+			errs = append(errs, field.Forbidden(p.Child("inTreeModuleToRemove"), "set either inTreeModulesToRemove or inTreeModuleToRemove (deprecated), not both"))
+		}
+		//nolint:staticcheck // see above
+		if (km.InTreeModulesToRemove != nil && c.InTreeModuleToRemove != "") || (km.InTreeModuleToRemove != "" && c.InTreeModulesToRemove != nil) {
+			errs = append(errs, field.Forbidden(p, "the mapping and moduleLoader.container must use the same field: both inTreeModulesToRemove, or both inTreeModuleToRemove (deprecated)"))
+		}
+	}
+	return errs
+}
+
+func validateModprobe(mp *kmmv1beta1.ModprobeSpec, p *field.Path) field.ErrorList {
+	var errs field.ErrorList
+	named := mp.ModuleName != ""
+	rawLoad := mp.RawArgs != nil && len(mp.RawArgs.Load) > 0
+	rawUnload := mp.RawArgs != nil && len(mp.RawArgs.Unload) > 0
+	if named {
+		if rawLoad || rawUnload {
+			errs = append(errs, field.Forbidden(p.Child("rawArgs"), "rawArgs replace the whole modprobe command: set either moduleName or rawArgs, not both"))
+		}
+	} else {
+		if !rawLoad {
+			errs = append(errs, field.Required(p.Child("rawArgs", "load"), "set moduleName, or both rawArgs.load and rawArgs.unload"))
+		}
+		if !rawUnload {
+			errs = append(errs, field.Required(p.Child("rawArgs", "unload"), "set moduleName, or both rawArgs.load and rawArgs.unload"))
+		}
+	}
+	order := mp.ModulesLoadingOrder
+	if order == nil {
+		return errs
+	}
+	op := p.Child("modulesLoadingOrder")
+	if len(order) < 2 {
+		errs = append(errs, field.Invalid(op, order, "list at least two modules: moduleName first, then the modules it needs loaded before it"))
+	}
+	if !named {
+		errs = append(errs, field.Required(p.Child("moduleName"), "a loading order needs moduleName"))
+	} else if len(order) > 0 && order[0] != mp.ModuleName {
+		errs = append(errs, field.Invalid(op.Index(0), order[0], fmt.Sprintf("the first module of the loading order must be moduleName (%q)", mp.ModuleName)))
+	}
+	seen := sets.New[string]()
+	for i, name := range order {
+		if seen.Has(name) {
+			errs = append(errs, field.Duplicate(op.Index(i), name))
+		}
+		seen.Insert(name)
+	}
+	return errs
+}
+
+func validateFilesToSign(c *kmmv1beta1.ModuleLoaderContainerSpec, cp *field.Path) field.ErrorList {
+	dir := c.Modprobe.DirName
+	if dir == "" {
+		dir = DefaultDirName
+	}
+	errs := validateSign(c.Sign, dir, cp.Child("sign"))
+	for i := range c.KernelMappings {
+		errs = append(errs, validateSign(c.KernelMappings[i].Sign, dir, cp.Child("kernelMappings").Index(i).Child("sign"))...)
+	}
+	return errs
+}
+
+func validateSign(s *kmmv1beta1.Sign, dir string, p *field.Path) field.ErrorList {
+	if s == nil {
+		return nil
+	}
+	if len(s.FilesToSign) == 0 {
+		return field.ErrorList{field.Required(p.Child("filesToSign"), "list the module files to sign")}
+	}
+	var errs field.ErrorList
+	for i, f := range s.FilesToSign {
+		if !strings.HasPrefix(f, dir+"/") {
+			errs = append(errs, field.Invalid(p.Child("filesToSign").Index(i), f, fmt.Sprintf("must be under modprobe.dirName %q", dir)))
+		}
+	}
+	return errs
+}
+
+// helmOnly refuses, on a helm-managed module, what only the KMM controller implements.
+func helmOnly(m *Module, spec *field.Path) field.ErrorList {
+	var errs field.ErrorList
+	operatorOnly := func(p *field.Path, what string) {
+		errs = append(errs, field.Forbidden(p, what+" is implemented by the KMM controller only: use `via: operator` for this module, or remove it"))
+	}
+	if m.DevicePlugin != nil {
+		operatorOnly(spec.Child("devicePlugin"), "a device plugin")
+	}
+	if m.ImageRebuildTriggerGeneration != nil {
+		operatorOnly(spec.Child("imageRebuildTriggerGeneration"), "rebuilding images")
+	}
+	c := m.Container()
+	if c == nil {
+		errs = append(errs, field.Required(spec.Child("moduleLoader"), "a helm-managed module needs moduleLoader.container (its image, modprobe and kernel mappings)"))
+		return errs
+	}
+	cp := spec.Child("moduleLoader", "container")
+	if len(c.KernelMappings) == 0 {
+		errs = append(errs, field.Required(cp.Child("kernelMappings"), "list at least one kernel mapping: a kernel no mapping matches gets no loader"))
+	}
+	if c.Version != "" {
+		operatorOnly(cp.Child("version"), "ordered upgrades by version")
+	}
+	if c.Build != nil {
+		operatorOnly(cp.Child("build"), "building images in the cluster")
+	}
+	if c.Sign != nil {
+		operatorOnly(cp.Child("sign"), "signing modules in the cluster")
+	}
+	if c.RegistryTLS.Insecure || c.RegistryTLS.InsecureSkipTLSVerify {
+		operatorOnly(cp.Child("registryTLS"), "pulling from insecure registries")
+	}
+	for i := range c.KernelMappings {
+		km := &c.KernelMappings[i]
+		p := cp.Child("kernelMappings").Index(i)
+		if km.Build != nil {
+			operatorOnly(p.Child("build"), "building images in the cluster")
+		}
+		if km.Sign != nil {
+			operatorOnly(p.Child("sign"), "signing modules in the cluster")
+		}
+		if km.RegistryTLS != nil && (km.RegistryTLS.Insecure || km.RegistryTLS.InsecureSkipTLSVerify) {
+			operatorOnly(p.Child("registryTLS"), "pulling from insecure registries")
+		}
+	}
+	return errs
+}
