@@ -33,11 +33,23 @@ func (f *sourceFlags) register(cmd *cobra.Command) {
 	fl.StringVar(&f.kernelLabel, "kernel-label", render.DefaultKernelLabel, "node label that carries the kernel version")
 }
 
+// existing looks up the cluster's Modules, for KMM's update rule; offline (--nodes) it cannot.
+func (f *sourceFlags) existing() postrender.ModuleLookup {
+	if f.nodesFile != "" {
+		return nil
+	}
+	return postrender.ClusterModules(f.cluster())
+}
+
+func (f *sourceFlags) cluster() nodes.ClusterOptions {
+	return nodes.ClusterOptions{Kubeconfig: f.kubeconfig, Context: f.context, Timeout: f.timeout}
+}
+
 func (f *sourceFlags) source() postrender.NodeSource {
 	if f.nodesFile != "" {
 		return postrender.FileNodes(f.nodesFile)
 	}
-	return postrender.ClusterNodes(nodes.ClusterOptions{Kubeconfig: f.kubeconfig, Context: f.context, Timeout: f.timeout})
+	return postrender.ClusterNodes(f.cluster())
 }
 
 func newRootCommand() *cobra.Command {
@@ -66,6 +78,7 @@ Nodes come from the cluster (read only) or, for helm template and GitOps, from -
 			}
 			r := postrender.New(postrender.Options{
 				Nodes:       src.source(),
+				Existing:    src.existing(),
 				KernelLabel: src.kernelLabel,
 				Strict:      strict,
 				Warnings:    cmd.ErrOrStderr(),

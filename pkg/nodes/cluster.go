@@ -12,6 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/client-go/tools/pager"
 )
@@ -29,16 +30,10 @@ type ClusterOptions struct {
 	PageSize int64
 }
 
-// FromCluster lists every node of the cluster, page by page (client-go's pager, which lists
-// everything at once should a continue token expire between pages). It only reads. When the
-// cluster does not answer within o.Timeout, the error says "no answer within <Timeout>".
-func FromCluster(ctx context.Context, o ClusterOptions) ([]Node, error) {
-	if o.Timeout == 0 {
-		o.Timeout = 30 * time.Second
-	}
-	if o.PageSize == 0 {
-		o.PageSize = 500
-	}
+// RESTConfig is the client configuration of the cluster o names: the kubeconfig loading rules
+// (o.Kubeconfig, $KUBECONFIG, ~/.kube/config, in-cluster) and the context (o.Context, else
+// $HELM_KUBECONTEXT, else the current one).
+func RESTConfig(o ClusterOptions) (*rest.Config, error) {
 	rules := clientcmd.NewDefaultClientConfigLoadingRules()
 	if o.Kubeconfig != "" {
 		rules.ExplicitPath = o.Kubeconfig
@@ -52,6 +47,23 @@ func FromCluster(ctx context.Context, o ClusterOptions) ([]Node, error) {
 		return nil, fmt.Errorf("loading kubeconfig: %w", err)
 	}
 	cfg.UserAgent = "kmm-render"
+	return cfg, nil
+}
+
+// FromCluster lists every node of the cluster, page by page (client-go's pager, which lists
+// everything at once should a continue token expire between pages). It only reads. When the
+// cluster does not answer within o.Timeout, the error says "no answer within <Timeout>".
+func FromCluster(ctx context.Context, o ClusterOptions) ([]Node, error) {
+	if o.Timeout == 0 {
+		o.Timeout = 30 * time.Second
+	}
+	if o.PageSize == 0 {
+		o.PageSize = 500
+	}
+	cfg, err := RESTConfig(o)
+	if err != nil {
+		return nil, err
+	}
 	cs, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("creating a client for %s: %w", cfg.Host, err)

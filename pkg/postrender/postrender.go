@@ -14,6 +14,7 @@ import (
 	"sigs.k8s.io/kustomize/kyaml/yaml"
 
 	"kmm.dev/kmm/pkg/contract"
+	"kmm.dev/kmm/pkg/module"
 	"kmm.dev/kmm/pkg/nodes"
 	"kmm.dev/kmm/pkg/render"
 )
@@ -49,6 +50,10 @@ type Options struct {
 	// KernelLabel is the node label key that carries the kernel; empty means
 	// render.DefaultKernelLabel.
 	KernelLabel string
+	// Existing looks up the Modules the cluster already holds, to apply KMM's rule on updates
+	// (the loader version cannot change from or to empty). Nil skips that rule, as offline
+	// renders (--nodes) must.
+	Existing ModuleLookup
 	// Strict makes kernels that selected nodes run and no mapping matches an error.
 	Strict bool
 	// Warnings receives one line per warning; nil discards them.
@@ -218,6 +223,9 @@ func (r *Renderer) plan(ctx context.Context, manifests []byte, listNodes bool) (
 			if err != nil {
 				return nil, nil, err
 			}
+			if err := r.checkUpdate(ctx, m, module.ObjectPaths, d.name()); err != nil {
+				return nil, nil, err
+			}
 			objects[m.ID()] = true
 			// KMM's controller selects nodes itself, without a kernel label.
 			if err := add(d, m, ""); err != nil {
@@ -225,8 +233,14 @@ func (r *Renderer) plan(ctx context.Context, manifests []byte, listNodes bool) (
 			}
 		}
 	}
-	for _, m := range in.listed {
-		if m.Operator() && m.Container() != nil && !objects[m.ID()] {
+	for i, m := range in.listed {
+		if !m.Operator() || objects[m.ID()] {
+			continue
+		}
+		if err := r.checkUpdate(ctx, m, module.ValuesPaths(i), in.listDoc.name()); err != nil {
+			return nil, nil, err
+		}
+		if m.Container() != nil {
 			if err := add(nil, m, ""); err != nil {
 				return nil, nil, err
 			}
@@ -238,6 +252,24 @@ func (r *Renderer) plan(ctx context.Context, manifests []byte, listNodes bool) (
 		}
 	}
 	return in, res, nil
+}
+
+// checkUpdate applies KMM's rule on updating a Module the cluster already holds.
+func (r *Renderer) checkUpdate(ctx context.Context, m *render.Module, p module.Paths, source string) error {
+	if r.o.Existing == nil {
+		return nil
+	}
+	old, err := r.o.Existing(ctx, m.Namespace, m.Name)
+	if err != nil {
+		return fmt.Errorf("%s: %w", source, err)
+	}
+	if old == nil {
+		return nil
+	}
+	if err := module.Refused(m.ID(), module.ValidateUpdate(module.FromObject(old), m.Module, p)); err != nil {
+		return fmt.Errorf("%s: %w", source, err)
+	}
+	return nil
 }
 
 // read splits the manifests and reads the module list.

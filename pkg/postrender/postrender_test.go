@@ -18,6 +18,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 	"sigs.k8s.io/kustomize/kyaml/yaml"
 
+	kmmv1beta1 "kmm.dev/kmm/api/v1beta1"
 	"kmm.dev/kmm/pkg/contract"
 	"kmm.dev/kmm/pkg/nodes"
 	"kmm.dev/kmm/pkg/render"
@@ -386,4 +387,66 @@ func TestOperatorModulesAreCheckedAndPassThrough(t *testing.T) {
 
 	_, _, err = run(t, mod, Options{Strict: true})
 	require.ErrorIs(t, err, ErrUnmatched)
+}
+
+// KMM refuses to update a Module's loader version from or to empty: with a cluster to ask,
+// kmm-render refuses it first, for Module objects and for the list's operator modules alike.
+func TestUpdateRuleWithExistingModules(t *testing.T) {
+	object := func(version string) string {
+		v := ""
+		if version != "" {
+			v = "      version: " + version + "\n"
+		}
+		return "---\n# Source: kmm/templates/operator-modules.yaml\napiVersion: kmm.sigs.x-k8s.io/v1beta1\nkind: Module\nmetadata:\n  name: m\n  namespace: kmm\nspec:\n  selector: {kubernetes.io/os: linux}\n  moduleLoader:\n    container:\n" + v +
+			"      modprobe: {moduleName: m}\n      kernelMappings: [{regexp: '^5', containerImage: 'r/m:${KERNEL_FULL_VERSION}'}]\n"
+	}
+	listed := func(version string) string {
+		c := map[string]any{"modprobe": map[string]any{"moduleName": "m"}, "kernelMappings": []any{map[string]any{"regexp": "^5", "containerImage": "r/m:1"}}}
+		if version != "" {
+			c["version"] = version
+		}
+		return moduleList(false, map[string]any{"name": "m", "namespace": "kmm", "via": "operator",
+			"selector": map[string]any{"kubernetes.io/os": "linux"}, "moduleLoader": map[string]any{"container": c}})
+	}
+	inCluster := func(version string) ModuleLookup {
+		return func(_ context.Context, ns, name string) (*kmmv1beta1.Module, error) {
+			if ns != "kmm" || name != "m" {
+				return nil, nil
+			}
+			return &kmmv1beta1.Module{Spec: kmmv1beta1.ModuleSpec{ModuleLoader: &kmmv1beta1.ModuleLoaderSpec{
+				Container: kmmv1beta1.ModuleLoaderContainerSpec{Version: version}}}}, nil
+		}
+	}
+	tests := []struct {
+		name     string
+		in       string
+		existing ModuleLookup
+		want     []string
+	}{
+		{name: "object: version set, cluster's empty", in: object("v2"), existing: inCluster(""),
+			want: []string{"Module kmm/m", "spec.moduleLoader.container.version: Forbidden", `from "" to "v2"`}},
+		{name: "object: version dropped", in: object(""), existing: inCluster("v1"),
+			want: []string{"spec.moduleLoader.container.version: Forbidden", `from "v1" to ""`}},
+		{name: "object: version changed", in: object("v2"), existing: inCluster("v1")},
+		{name: "object: no Module yet", in: object("v2"), existing: func(context.Context, string, string) (*kmmv1beta1.Module, error) { return nil, nil }},
+		{name: "object: offline, no lookup", in: object("v2")},
+		{name: "listed (a hook): version set, cluster's empty", in: listed("v2"), existing: inCluster(""),
+			want: []string{"modules-configmap.yaml", "modules[0].moduleLoader.container.version: Forbidden"}},
+		{name: "lookup fails", in: object("v2"), existing: func(context.Context, string, string) (*kmmv1beta1.Module, error) {
+			return nil, errors.New("reading Module kmm/m from https://x: forbidden")
+		}, want: []string{"Module kmm/m", "forbidden"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, _, err := run(t, tt.in, Options{Existing: tt.existing})
+			if tt.want == nil {
+				require.NoError(t, err)
+				return
+			}
+			require.Error(t, err)
+			for _, w := range tt.want {
+				assert.Contains(t, err.Error(), w)
+			}
+		})
+	}
 }

@@ -85,6 +85,23 @@ func TestController(t *testing.T) {
 			uids := checkOperatorModules(t, ctx, ex)
 			helm(t, ctx, 3, args("upgrade")...)
 			checkModulesAdopted(t, ctx, 3, ex, uids)
+
+			// KMM refuses to give a Module a loader version it did not have: kmm-render reads the
+			// cluster's Module and refuses first, before Helm applies anything.
+			for i, m := range ex.modules {
+				if !m.Operator() {
+					continue
+				}
+				set := fmt.Sprintf("modules[%d].moduleLoader.container.version=v2", i)
+				stdout, stderr, err := kc.Helm(ctx, 3, append(args("upgrade"), "--set", set)...)
+				if err == nil {
+					t.Errorf("upgrade with %s succeeded; KMM refuses it\n%s", set, stdout)
+				} else if want := "spec.moduleLoader.container.version: Forbidden"; !strings.Contains(stderr, want) {
+					t.Errorf("upgrade with %s: the error does not say %q:\n%s", set, want, stderr)
+				}
+				break
+			}
+			checkModulesAdopted(t, ctx, 3, ex, uids)
 			if mods, err = dyn.Resource(moduleGVR).List(ctx, metav1.ListOptions{}); err != nil {
 				t.Fatal(err)
 			}

@@ -15,6 +15,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"sigs.k8s.io/yaml"
 
 	"kmm.dev/kmm/pkg/chartrender"
@@ -310,26 +311,22 @@ func waitPlacement(t *testing.T, ctx context.Context, modules []*render.Module, 
 }
 
 func poll(ctx context.Context, timeout time.Duration, cond func() (bool, error)) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
 	var lastErr error
-	for {
+	err := wait.PollUntilContextTimeout(ctx, 250*time.Millisecond, timeout, true, func(context.Context) (bool, error) {
 		ok, err := cond()
-		if err == nil && ok {
-			return nil
-		}
 		if err != nil {
-			lastErr = err
+			lastErr = err // retried: the API server may be busy
+			return false, nil
 		}
-		select {
-		case <-ctx.Done():
-			if lastErr != nil {
-				return fmt.Errorf("timed out after %s (last error: %v)", timeout, lastErr)
-			}
-			return fmt.Errorf("timed out after %s", timeout)
-		case <-time.After(250 * time.Millisecond):
-		}
+		return ok, nil
+	})
+	if err != nil && lastErr != nil {
+		return fmt.Errorf("timed out after %s (last error: %v)", timeout, lastErr)
 	}
+	if err != nil {
+		return fmt.Errorf("timed out after %s", timeout)
+	}
+	return nil
 }
 
 // releaseObjects lists the release's DaemonSets ("ns/name") and ServiceAccounts that match a
