@@ -88,8 +88,9 @@ check-golden: golden ## Fail if `make golden` changes any committed golden file.
 	@git diff --exit-code --stat -- $(addsuffix testdata,$(GOLDEN_PKGS)) || { echo "golden files are stale: run make golden and review the diff"; exit 1; }
 
 .PHONY: bench
-bench: ## Run the benchmarks (speed and memory targets).
-	$(GO) test -run '^$$' -bench . -benchmem ./pkg/...
+BENCHTIME ?= 1s
+bench: ## Run the benchmarks (speed and memory targets); BENCHTIME=1x runs each once.
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./pkg/...
 
 .PHONY: lint
 lint: lint-chart check-generated ## gofmt, go vet, helm lint --strict, generated files up to date.

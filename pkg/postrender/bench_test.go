@@ -9,14 +9,18 @@ import (
 	"kmm.dev/kmm/pkg/nodes"
 )
 
-// benchInput is a release of `modules` loader templates and as many pass-through objects, and
-// a cluster of `nodeCount` nodes spread over `kernels` kernels.
+// benchInput is a release of one module list, `modules` loader templates and as many
+// pass-through objects, and a cluster of `nodeCount` nodes spread over `kernels` kernels.
 func benchInput(modules, nodeCount, kernels int) ([]byte, []nodes.Node) {
 	var b strings.Builder
+	list := make([]map[string]any, modules)
+	for i := range list {
+		list[i] = loaderModule(fmt.Sprintf(`{"name":"mod%d","namespace":"kmm","selector":{"kubernetes.io/os":"linux"},"containerImage":"reg.example/mod:${KERNEL_FULL_VERSION}","kernelMappings":[{"regexp":"^5\\."}]}`, i))
+	}
+	b.WriteString(moduleList(false, list...))
 	for i := 0; i < modules; i++ {
 		b.WriteString(configMap[:strings.Index(configMap, "name: keep-me")] + fmt.Sprintf("name: cm-%d\n  namespace: kmm\n", i))
-		spec := fmt.Sprintf(`{"name":"mod%d","namespace":"kmm","selector":{"kubernetes.io/os":"linux"},"containerImage":"reg.example/mod:${KERNEL_FULL_VERSION}","kernelMappings":[{"regexp":"^5\\."}]}`, i)
-		b.WriteString(template(fmt.Sprintf("mod%d", i), "kmm", spec, false, ""))
+		b.WriteString(loaderTemplate(fmt.Sprintf("mod%d", i), "kmm", false, ""))
 	}
 	ns := make([]nodes.Node, nodeCount)
 	for i := range ns {
