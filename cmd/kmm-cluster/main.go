@@ -51,6 +51,16 @@ func (d *dirFlag) resolve() (string, error) {
 	return dir, nil
 }
 
+// status reads the status of the cluster recorded in the flag's folder.
+func (d *dirFlag) status() (string, *localcluster.Status, error) {
+	dir, err := d.resolve()
+	if err != nil {
+		return "", nil, err
+	}
+	st, err := localcluster.ReadStatus(dir)
+	return dir, st, err
+}
+
 func newRootCommand() *cobra.Command {
 	root := &cobra.Command{
 		Use:           "kmm-cluster",
@@ -163,11 +173,7 @@ func newStatusCommand() *cobra.Command {
 		Short: "Show the recorded cluster and which of its processes run",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			dir, err := d.resolve()
-			if err != nil {
-				return err
-			}
-			st, err := localcluster.ReadStatus(dir)
+			dir, st, err := d.status()
 			if err != nil {
 				return err
 			}
@@ -203,11 +209,7 @@ func newDemoCommand() *cobra.Command {
 		Short: "Install the chart with an example's values through kmm-render and print the loaders per kernel",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			dir, err := d.resolve()
-			if err != nil {
-				return err
-			}
-			st, err := localcluster.ReadStatus(dir)
+			dir, st, err := d.status()
 			if err != nil {
 				return err
 			}
