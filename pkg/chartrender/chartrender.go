@@ -24,7 +24,7 @@ import (
 
 	"kmm.dev/kmm/charts"
 	"kmm.dev/kmm/pkg/contract"
-	"kmm.dev/kmm/pkg/module"
+	"kmm.dev/kmm/pkg/postrender"
 	"kmm.dev/kmm/pkg/render"
 )
 
@@ -148,30 +148,22 @@ func defaultString(s, def string) string {
 }
 
 // Modules returns the modules the chart declared: its module list (pkg/contract), decoded,
-// validated against KMM's admission rules and compiled, in the values' order.
+// validated against KMM's admission rules and compiled by kmm-render's own code, in the values'
+// order.
 func (r *Rendered) Modules() ([]*render.Module, error) {
 	docs, err := kio.FromBytes([]byte(r.Manifests))
 	if err != nil {
 		return nil, fmt.Errorf("reading the rendered manifests: %w", err)
 	}
 	for _, d := range docs {
-		if d.GetKind() != "ConfigMap" || d.GetAnnotations()[contract.AnnotationModules] == "" {
+		if _, ok := d.GetAnnotations()[contract.AnnotationModules]; !ok {
 			continue
 		}
-		list, err := module.DecodeList([]byte(d.GetDataMap()[contract.ModulesKey]))
+		ms, err := postrender.ModuleList(d)
 		if err != nil {
-			return nil, fmt.Errorf("ConfigMap %s: %w", d.GetName(), err)
+			return nil, fmt.Errorf("%s %s: %w", d.GetKind(), d.GetName(), err)
 		}
-		out := make([]*render.Module, len(list))
-		for i := range list {
-			if err := module.Refused(list[i].ID(), list[i].Validate(module.ValuesPaths(i))); err != nil {
-				return nil, err
-			}
-			if out[i], err = render.NewModule(&list[i]); err != nil {
-				return nil, err
-			}
-		}
-		return out, nil
+		return ms, nil
 	}
 	return nil, fmt.Errorf("the rendered chart holds no module list (a ConfigMap annotated %s)", contract.AnnotationModules)
 }

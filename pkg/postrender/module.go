@@ -25,27 +25,37 @@ func isModuleList(n *yaml.RNode) bool {
 	return ok
 }
 
-// readModuleList decodes and validates the chart's module list (see pkg/contract): every
-// module, helm-managed or not, must pass KMM's admission rules.
+// readModuleList reads the module list document.
 func readModuleList(d *document) ([]*render.Module, error) {
-	if d.node.GetKind() != "ConfigMap" {
-		return nil, fmt.Errorf("%s: annotated %s but is a %s, not a ConfigMap", d.name(), contract.AnnotationModules, d.node.GetKind())
+	ms, err := ModuleList(d.node)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", d.name(), err)
 	}
-	if v := d.node.GetAnnotations()[contract.AnnotationModules]; v != contract.ModulesFormat {
-		return nil, fmt.Errorf("%s: module list format %s=%q; this kmm-render reads %q (use the kmm-render of the chart's release)", d.name(), contract.AnnotationModules, v, contract.ModulesFormat)
+	return ms, nil
+}
+
+// ModuleList decodes and validates the chart's module list, a ConfigMap annotated
+// contract.AnnotationModules (see pkg/contract): every module, helm-managed or not, must pass
+// KMM's admission rules. The modules come back compiled, in the list's order.
+func ModuleList(n *yaml.RNode) ([]*render.Module, error) {
+	if n.GetKind() != "ConfigMap" {
+		return nil, fmt.Errorf("annotated %s but is a %s, not a ConfigMap", contract.AnnotationModules, n.GetKind())
 	}
-	data, ok := d.node.GetDataMap()[contract.ModulesKey]
+	if v := n.GetAnnotations()[contract.AnnotationModules]; v != contract.ModulesFormat {
+		return nil, fmt.Errorf("module list format %s=%q; this kmm-render reads %q (use the kmm-render of the chart's release)", contract.AnnotationModules, v, contract.ModulesFormat)
+	}
+	data, ok := n.GetDataMap()[contract.ModulesKey]
 	if !ok {
-		return nil, fmt.Errorf("%s: no data key %s", d.name(), contract.ModulesKey)
+		return nil, fmt.Errorf("no data key %s", contract.ModulesKey)
 	}
 	list, err := module.DecodeList([]byte(data))
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", d.name(), err)
+		return nil, err
 	}
 	seen := map[string]int{}
 	for i := range list {
 		if prev, dup := seen[list[i].ID()]; dup {
-			return nil, fmt.Errorf("%s: modules[%d] and modules[%d] are both module %s", d.name(), prev, i, list[i].ID())
+			return nil, fmt.Errorf("modules[%d] and modules[%d] are both module %s", prev, i, list[i].ID())
 		}
 		seen[list[i].ID()] = i
 	}
@@ -53,11 +63,11 @@ func readModuleList(d *document) ([]*render.Module, error) {
 	for i := range list {
 		m := &list[i]
 		if err := module.Refused(m.ID(), m.Validate(module.ValuesPaths(i))); err != nil {
-			return nil, fmt.Errorf("%s: %w", d.name(), err)
+			return nil, err
 		}
 		rm, err := render.NewModule(m)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", d.name(), err)
+			return nil, err
 		}
 		out = append(out, rm)
 	}
