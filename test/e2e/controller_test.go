@@ -37,6 +37,7 @@ func TestController(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			waitNoCRDs(t, ctx, dyn)
 			t.Cleanup(func() {
 				cleanupRelease(t, context.Background())
 				deleteCRDs(t, context.Background(), dyn)
@@ -162,6 +163,24 @@ func runningPod(t *testing.T, ctx context.Context, component string) *corev1.Pod
 	return pod
 }
 
+// waitNoCRDs waits until no KMM CRD is left from an earlier test, deleted or being deleted: the
+// API server can take a minute to finish deleting a CRD, and a test that installs meanwhile
+// would find the old one terminating.
+func waitNoCRDs(t *testing.T, ctx context.Context, dyn dynamic.Interface) {
+	t.Helper()
+	err := poll(ctx, 2*time.Minute, func() (bool, error) {
+		for _, crd := range kmmCRDs {
+			if _, err := dyn.Resource(crdGVR).Get(ctx, crd, metav1.GetOptions{}); err == nil {
+				return false, nil
+			}
+		}
+		return true, nil
+	})
+	if err != nil {
+		t.Fatalf("KMM CRDs of an earlier test are still there: %v", err)
+	}
+}
+
 func deleteCRDs(t *testing.T, ctx context.Context, dyn dynamic.Interface) {
 	for _, crd := range kmmCRDs {
 		_ = dyn.Resource(crdGVR).Delete(ctx, crd, metav1.DeleteOptions{})
@@ -186,6 +205,7 @@ func TestHelmTest(t *testing.T) {
 	ctx := testContext(t, 4*time.Minute)
 	ex := loadExample(t, "ubuntu")
 	useExample(t, ctx, ex)
+	waitNoCRDs(t, ctx, mustDynamic(t))
 	t.Cleanup(func() {
 		cleanupRelease(t, context.Background())
 		deleteCRDs(t, context.Background(), mustDynamic(t))
