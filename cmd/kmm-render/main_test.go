@@ -65,7 +65,8 @@ func TestPostRenderFromNodeFile(t *testing.T) {
 	require.Equal(t, 0, code, stderr)
 	assert.Contains(t, out, "name: kmm-ci-a-loader-5-4-190-107-353-amzn2-x86-64-")
 	assert.Contains(t, stderr, "warning: module kmm-demo/kmm-ci-a: kernel 6.1.112-122.189.amzn2023.aarch64")
-	assert.NotContains(t, out, "warning", "nothing but manifests on stdout")
+	assert.NotContains(t, out, "warning: module", "nothing but manifests on stdout")
+	assert.NotRegexp(t, `(?m)^warning`, out, "nothing but manifests on stdout")
 }
 
 func TestErrorsExitNonZeroWithNothingOnStdout(t *testing.T) {

@@ -79,7 +79,13 @@ var ownProperties = `{
     "description": "Namespace of the loader or the Module; default: the release namespace."},
   "via": {"enum": ["helm", "operator"],
     "description": "helm (default): loader DaemonSets rendered by this chart and kmm-render. operator: a KMM Module for the KMM controller."},
-  "loader": {"$ref": "#/properties/loader", "description": "Per-module overrides of the top-level loader defaults (via: helm)."}
+  "loader": {"$ref": "#/properties/loader", "description": "Per-module overrides of the top-level loader defaults (via: helm)."},
+  "builder": {"type": "object", "additionalProperties": false,
+    "description": "How the module's builds run (via: helm): strategy (registry or node) and an inline Dockerfile.",
+    "properties": {
+      "strategy": {"enum": ["registry", "node"], "description": "registry: build Jobs push the image; node: each loader pod builds on its node. Default: build.strategy."},
+      "dockerfile": {"type": "string", "description": "Inline Dockerfile, rendered into the ConfigMap <name>-dockerfile for builds that name no dockerfileConfigMap."}
+    }}
 }`
 
 // moduleRules are KMM v2.6.0's admission rules, and kmm's for helm-managed modules, as JSON
@@ -120,17 +126,16 @@ const moduleRules = `[
       }
     }}}}}},
   {"if": {"required": ["via"], "properties": {"via": {"const": "operator"}}},
-   "then": {"properties": {"moduleLoader": {"properties": {"container": {"properties": {"kernelMappings": {
+   "then": {"not": {"required": ["builder"]},
+     "properties": {"moduleLoader": {"properties": {"container": {"properties": {"kernelMappings": {
      "items": {"required": ["containerImage"]}}}}}}}}},
   {"if": {"not": {"required": ["via"], "properties": {"via": {"const": "operator"}}}},
    "then": {
      "required": ["moduleLoader"],
-     "not": {"anyOf": [{"required": ["devicePlugin"]}, {"required": ["imageRebuildTriggerGeneration"]}]},
      "properties": {"moduleLoader": {"properties": {"container": {
        "required": ["kernelMappings"],
-       "not": {"anyOf": [{"required": ["build"]}, {"required": ["sign"]}, {"required": ["version"]}]},
-       "properties": {"kernelMappings": {"minItems": 1,
-         "items": {"not": {"anyOf": [{"required": ["build"]}, {"required": ["sign"]}]}}}}
+       "not": {"required": ["version"]},
+       "properties": {"kernelMappings": {"minItems": 1}}
      }}}}
    }}
 ]`

@@ -97,3 +97,33 @@ const (
 	LabelRole            = "kmm.node.kubernetes.io/role"
 	RoleModuleLoader     = "module-loader"
 )
+
+const (
+	// ExpandModuleBuild is AnnotationExpand's value on a build Job template (registry builds):
+	// kmm-render makes one Job per module and kernel that needs a build or a signature.
+	ExpandModuleBuild = "module-build"
+	// ExpandDevicePlugin is AnnotationExpand's value on a device plugin DaemonSet template:
+	// kmm-render restricts it to the nodes of the kernels the module has a loader for.
+	ExpandDevicePlugin = "device-plugin"
+
+	// The containers of the loader and build templates that kmm-render fills in or removes.
+	ContainerBuild     = "kmm-build"      // BuildKit: builds (and, registry, signs) the image
+	ContainerCheck     = "kmm-check"      // build Job: is the image there already?
+	ContainerWaitImage = "kmm-wait-image" // loader: waits for the build Job's image
+	ContainerSign      = "kmm-sign"       // loader, node builds: signs the built modules
+
+	// AnnotationNodeLoaderImage, on a loader template, is the image (with sh and modprobe) that
+	// runs the loader container of node builds, whose module tree comes from the build.
+	AnnotationNodeLoaderImage = "render.kmm.dev/node-loader-image"
+	// AnnotationBuildJob, on a loader DaemonSet, names the Job that builds its image.
+	AnnotationBuildJob = "render.kmm.dev/build-job"
+
+	// NodeBuildRoot is where node builds export the built image's file system, in an emptyDir
+	// the loader container mounts at NodeBuildMount.
+	NodeBuildMount = "/kmm/build"
+	NodeBuildRoot  = NodeBuildMount + "/rootfs"
+
+	// Roles of generated objects (LabelRole).
+	RoleBuild        = "build"
+	RoleDevicePlugin = "device-plugin"
+)

@@ -46,6 +46,8 @@ type Module struct {
 
 	// Loader overrides the chart's `loader:` defaults for this module's loader pods (via: helm).
 	Loader *LoaderOverrides `json:"loader,omitempty"`
+	// Builder says how a helm-managed module's builds run (via: helm).
+	Builder *Builder `json:"builder,omitempty"`
 }
 
 // LoaderOverrides are the per-module overrides of the chart's `loader:` values.
@@ -57,6 +59,15 @@ type LoaderOverrides struct {
 	PodLabels                     map[string]string            `json:"podLabels,omitempty"`
 	PodAnnotations                map[string]string            `json:"podAnnotations,omitempty"`
 	FirmwareHostPath              string                       `json:"firmwareHostPath,omitempty"`
+	UnloadOnStop                  *bool                        `json:"unloadOnStop,omitempty"`
+	ToolsImage                    *ImageRef                    `json:"toolsImage,omitempty"`
+}
+
+// ImageRef is an image as the chart's values name one.
+type ImageRef struct {
+	Repository string `json:"repository"`
+	Tag        string `json:"tag,omitempty"`
+	Digest     string `json:"digest,omitempty"`
 }
 
 // ID is "namespace/name", how messages name a module.

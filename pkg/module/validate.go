@@ -60,6 +60,8 @@ func (m *Module) Validate(p Paths) field.ErrorList {
 	errs = append(errs, validateTolerations(m.Tolerations, spec.Child("tolerations"))...)
 	if !m.Operator() {
 		errs = append(errs, helmOnly(m, spec)...)
+	} else if m.Builder != nil {
+		errs = append(errs, field.Forbidden(spec.Child("builder"), "builder configures kmm's own builds; the KMM controller builds `via: operator` modules with its own settings"))
 	}
 	c := m.Container()
 	if c == nil {
@@ -257,17 +259,12 @@ func validateSign(s *kmmv1beta1.Sign, dir string, p *field.Path) field.ErrorList
 	return errs
 }
 
-// helmOnly refuses, on a helm-managed module, what only the KMM controller implements.
+// helmOnly refuses, on a helm-managed module, what only the KMM controller implements, and
+// checks what kmm builds, signs and runs itself.
 func helmOnly(m *Module, spec *field.Path) field.ErrorList {
 	var errs field.ErrorList
 	operatorOnly := func(p *field.Path, what string) {
 		errs = append(errs, field.Forbidden(p, what+" is implemented by the KMM controller only: use `via: operator` for this module, or remove it"))
-	}
-	if m.DevicePlugin != nil {
-		operatorOnly(spec.Child("devicePlugin"), "a device plugin")
-	}
-	if m.ImageRebuildTriggerGeneration != nil {
-		operatorOnly(spec.Child("imageRebuildTriggerGeneration"), "rebuilding images")
 	}
 	c := m.Container()
 	if c == nil {
@@ -281,27 +278,127 @@ func helmOnly(m *Module, spec *field.Path) field.ErrorList {
 	if c.Version != "" {
 		operatorOnly(cp.Child("version"), "ordered upgrades by version")
 	}
-	if c.Build != nil {
-		operatorOnly(cp.Child("build"), "building images in the cluster")
-	}
-	if c.Sign != nil {
-		operatorOnly(cp.Child("sign"), "signing modules in the cluster")
-	}
 	if c.RegistryTLS.Insecure || c.RegistryTLS.InsecureSkipTLSVerify {
 		operatorOnly(cp.Child("registryTLS"), "pulling from insecure registries")
 	}
 	for i := range c.KernelMappings {
 		km := &c.KernelMappings[i]
-		p := cp.Child("kernelMappings").Index(i)
-		if km.Build != nil {
-			operatorOnly(p.Child("build"), "building images in the cluster")
-		}
-		if km.Sign != nil {
-			operatorOnly(p.Child("sign"), "signing modules in the cluster")
-		}
 		if km.RegistryTLS != nil && (km.RegistryTLS.Insecure || km.RegistryTLS.InsecureSkipTLSVerify) {
-			operatorOnly(p.Child("registryTLS"), "pulling from insecure registries")
+			operatorOnly(cp.Child("kernelMappings").Index(i).Child("registryTLS"), "pulling from insecure registries")
 		}
+	}
+	errs = append(errs, validateBuilds(m, spec)...)
+	errs = append(errs, validateDevicePlugin(m, spec)...)
+	return errs
+}
+
+// validateBuilds checks, for each kernel mapping, the build and the signing KMM's merge gives
+// it, as kmm runs them (contract.KMMVersion's semantics, BuildKit instead of Kaniko).
+func validateBuilds(m *Module, spec *field.Path) field.ErrorList {
+	var errs field.ErrorList
+	c := m.Container()
+	cp := spec.Child("moduleLoader", "container")
+	bp := spec.Child("builder")
+	if m.Builder != nil {
+		switch m.Builder.Strategy {
+		case "", StrategyRegistry, StrategyNode:
+		default:
+			errs = append(errs, field.NotSupported(bp.Child("strategy"), m.Builder.Strategy, []Strategy{StrategyRegistry, StrategyNode}))
+		}
+		if m.Builder.Dockerfile != "" && !m.Builds() {
+			errs = append(errs, field.Invalid(bp.Child("dockerfile"), "(inline Dockerfile)", "nothing is built: add moduleLoader.container.build (or a kernel mapping's build) to use it"))
+		}
+	}
+	errs = append(errs, checkBuild(c.Build, cp.Child("build"))...)
+	for i := range c.KernelMappings {
+		km := &c.KernelMappings[i]
+		mp := cp.Child("kernelMappings").Index(i)
+		errs = append(errs, checkBuild(km.Build, mp.Child("build"))...)
+		b, s := mergeBuild(c.Build, km.Build), mergeSign(c.Sign, km.Sign)
+		if b == nil && s == nil {
+			continue
+		}
+		img := km.ContainerImage
+		if img == "" {
+			img = c.ContainerImage
+		}
+		if strings.Contains(img, "@") {
+			errs = append(errs, field.Invalid(mp.Child("containerImage"), img, "a built or signed image is pushed to a tag: name a tag, not a digest"))
+		}
+		if b != nil && (b.DockerfileConfigMap == nil || b.DockerfileConfigMap.Name == "") && (m.Builder == nil || m.Builder.Dockerfile == "") {
+			errs = append(errs, field.Required(mp.Child("build", "dockerfileConfigMap"), "name the ConfigMap that holds the Dockerfile (key `dockerfile`), at the mapping or the container, or set builder.dockerfile"))
+		}
+		if s == nil {
+			continue
+		}
+		sp := mp.Child("sign")
+		if s.KeySecret == nil || s.KeySecret.Name == "" {
+			errs = append(errs, field.Required(sp.Child("keySecret"), "the Secret (key `key`) that holds the private signing key"))
+		}
+		if s.CertSecret == nil || s.CertSecret.Name == "" {
+			errs = append(errs, field.Required(sp.Child("certSecret"), "the Secret (key `cert`) that holds the signing certificate"))
+		}
+		if s.UnsignedImageRegistryTLS.Insecure || s.UnsignedImageRegistryTLS.InsecureSkipTLSVerify {
+			errs = append(errs, field.Forbidden(sp.Child("unsignedImageRegistryTLS"), "kmm's builds reach registries over TLS only"))
+		}
+		if b != nil {
+			continue
+		}
+		if m.BuildStrategy() == StrategyNode {
+			errs = append(errs, field.Forbidden(sp, "the node strategy signs what it builds on the node: add a build, or use builder.strategy: registry to sign a prebuilt unsignedImage"))
+		} else if s.UnsignedImage == "" {
+			errs = append(errs, field.Required(sp.Child("unsignedImage"), "signing without a build needs the image to sign"))
+		} else if err := CheckImageTemplate(s.UnsignedImage, m.Name, m.Namespace); err != nil {
+			errs = append(errs, field.Invalid(sp.Child("unsignedImage"), s.UnsignedImage, err.Error()))
+		}
+	}
+	return errs
+}
+
+// checkBuild refuses what a KMM build may hold and kmm's BuildKit builds cannot honour.
+func checkBuild(b *kmmv1beta1.Build, p *field.Path) field.ErrorList {
+	if b == nil {
+		return nil
+	}
+	var errs field.ErrorList
+	if b.KanikoParams != nil {
+		errs = append(errs, field.Forbidden(p.Child("kanikoParams"), "kmm builds with BuildKit, not Kaniko: set the chart's build.builderImage instead"))
+	}
+	if b.BaseImageRegistryTLS.Insecure || b.BaseImageRegistryTLS.InsecureSkipTLSVerify {
+		errs = append(errs, field.Forbidden(p.Child("baseImageRegistryTLS"), "kmm's builds pull base images over TLS only"))
+	}
+	for i, s := range b.Secrets {
+		for _, msg := range validation.IsDNS1123Subdomain(s.Name) {
+			errs = append(errs, field.Invalid(p.Child("secrets").Index(i).Child("name"), s.Name, msg))
+		}
+	}
+	for i, a := range b.BuildArgs {
+		if a.Name == "" {
+			errs = append(errs, field.Required(p.Child("buildArgs").Index(i).Child("name"), ""))
+		}
+	}
+	return errs
+}
+
+// validateDevicePlugin checks a helm-managed module's device plugin: an image kmm can pull, and
+// a module name its pods wait for.
+func validateDevicePlugin(m *Module, spec *field.Path) field.ErrorList {
+	dp := m.DevicePlugin
+	if dp == nil {
+		return nil
+	}
+	var errs field.ErrorList
+	p := spec.Child("devicePlugin")
+	if err := CheckImageReference(dp.Container.Image); err != nil {
+		errs = append(errs, field.Invalid(p.Child("container", "image"), dp.Container.Image, err.Error()))
+	}
+	if dp.InitContainer != nil {
+		if err := CheckImageReference(dp.InitContainer.Image); err != nil {
+			errs = append(errs, field.Invalid(p.Child("initContainer", "image"), dp.InitContainer.Image, err.Error()))
+		}
+	}
+	if c := m.Container(); c != nil && c.Modprobe.ModuleName == "" {
+		errs = append(errs, field.Required(spec.Child("moduleLoader", "container", "modprobe", "moduleName"), "a device plugin starts once its module is loaded: name the module (rawArgs give kmm no name to wait for)"))
 	}
 	return errs
 }

@@ -265,17 +265,73 @@ func TestValidateHelmOnly(t *testing.T) {
 		{name: "no kernel mappings, operator", via: ViaOperator, mutate: func(m *Module) { container(m).KernelMappings = nil }},
 		{name: "version", via: ViaHelm, mutate: func(m *Module) { container(m).Version = "1" },
 			want: []string{"modules[3].moduleLoader.container.version: Forbidden", "via: operator"}},
-		{name: "build", via: ViaHelm, mutate: func(m *Module) { container(m).Build = &kmmv1beta1.Build{} },
-			want: []string{"modules[3].moduleLoader.container.build: Forbidden"}},
-		{name: "mapping sign", via: ViaHelm, mutate: func(m *Module) {
-			container(m).KernelMappings[0].Sign = &kmmv1beta1.Sign{FilesToSign: []string{"/opt/a.ko"}}
-		}, want: []string{"modules[3].moduleLoader.container.kernelMappings[0].sign: Forbidden"}},
-		{name: "device plugin", via: ViaHelm, mutate: func(m *Module) { m.DevicePlugin = &kmmv1beta1.DevicePluginSpec{} },
-			want: []string{"modules[3].devicePlugin: Forbidden"}},
-		{name: "rebuild trigger", via: ViaHelm, mutate: func(m *Module) { m.ImageRebuildTriggerGeneration = &gen },
-			want: []string{"modules[3].imageRebuildTriggerGeneration: Forbidden"}},
+		{name: "rebuild trigger", via: ViaHelm, mutate: func(m *Module) { m.ImageRebuildTriggerGeneration = &gen }},
 		{name: "insecure registry", via: ViaHelm, mutate: func(m *Module) { container(m).RegistryTLS.Insecure = true },
 			want: []string{"modules[3].moduleLoader.container.registryTLS: Forbidden"}},
+	})
+}
+
+func cm(name string) *corev1.LocalObjectReference { return &corev1.LocalObjectReference{Name: name} }
+
+// Builds, signing and device plugins of helm-managed modules: what kmm's builds can run.
+func TestValidateBuilds(t *testing.T) {
+	sign := func() *kmmv1beta1.Sign {
+		return &kmmv1beta1.Sign{KeySecret: cm("key"), CertSecret: cm("cert"), FilesToSign: []string{"/opt/lib/modules/${KERNEL_FULL_VERSION}/ptp.ko"}}
+	}
+	runRules(t, []ruleCase{
+		{name: "build", via: ViaHelm, mutate: func(m *Module) { container(m).Build = &kmmv1beta1.Build{DockerfileConfigMap: cm("df")} }},
+		{name: "build without a Dockerfile", via: ViaHelm, mutate: func(m *Module) { container(m).Build = &kmmv1beta1.Build{} },
+			want: []string{"modules[3].moduleLoader.container.kernelMappings[0].build.dockerfileConfigMap: Required value"}},
+		{name: "build with an inline Dockerfile", via: ViaHelm, mutate: func(m *Module) {
+			container(m).Build = &kmmv1beta1.Build{}
+			m.Builder = &Builder{Dockerfile: "FROM scratch"}
+		}},
+		{name: "mapping build with the container's Dockerfile", via: ViaHelm, mutate: func(m *Module) {
+			container(m).Build = &kmmv1beta1.Build{DockerfileConfigMap: cm("df")}
+			container(m).KernelMappings[0].Build = &kmmv1beta1.Build{BuildArgs: []kmmv1beta1.BuildArg{{Name: "X", Value: "1"}}}
+		}},
+		{name: "inline Dockerfile, nothing built", via: ViaHelm, mutate: func(m *Module) { m.Builder = &Builder{Dockerfile: "FROM scratch"} },
+			want: []string{"modules[3].builder.dockerfile: Invalid value", "nothing is built"}},
+		{name: "unknown strategy", via: ViaHelm, mutate: func(m *Module) { m.Builder = &Builder{Strategy: "kaniko"} },
+			want: []string{"modules[3].builder.strategy: Unsupported value: \"kaniko\""}},
+		{name: "builder on an operator module", via: ViaOperator, mutate: func(m *Module) { m.Builder = &Builder{Strategy: StrategyNode} },
+			want: []string{"modules[3].builder: Forbidden"}},
+		{name: "kaniko params", via: ViaHelm, mutate: func(m *Module) {
+			container(m).Build = &kmmv1beta1.Build{DockerfileConfigMap: cm("df"), KanikoParams: &kmmv1beta1.KanikoParams{Tag: "v1"}}
+		}, want: []string{"modules[3].moduleLoader.container.build.kanikoParams: Forbidden", "BuildKit"}},
+		{name: "built image named by digest", via: ViaHelm, mutate: func(m *Module) {
+			container(m).Build = &kmmv1beta1.Build{DockerfileConfigMap: cm("df")}
+			container(m).ContainerImage = "registry.example.com/ptp@sha256:" + strings.Repeat("a", 64)
+		}, want: []string{"kernelMappings[0].containerImage: Invalid value", "not a digest"}},
+		{name: "build and sign", via: ViaHelm, mutate: func(m *Module) {
+			container(m).Build = &kmmv1beta1.Build{DockerfileConfigMap: cm("df")}
+			container(m).Sign = sign()
+		}},
+		{name: "mapping sign without secrets", via: ViaHelm, mutate: func(m *Module) {
+			container(m).Build = &kmmv1beta1.Build{DockerfileConfigMap: cm("df")}
+			container(m).KernelMappings[0].Sign = &kmmv1beta1.Sign{FilesToSign: []string{"/opt/a.ko"}, CertSecret: cm("cert")}
+		}, want: []string{"modules[3].moduleLoader.container.kernelMappings[0].sign.keySecret: Required value"}},
+		{name: "sign a prebuilt image", via: ViaHelm, mutate: func(m *Module) {
+			container(m).Sign = sign()
+			container(m).Sign.UnsignedImage = "registry.example.com/ptp:${KERNEL_FULL_VERSION}-unsigned"
+		}},
+		{name: "sign without a build or an image", via: ViaHelm, mutate: func(m *Module) { container(m).Sign = sign() },
+			want: []string{"kernelMappings[0].sign.unsignedImage: Required value"}},
+		{name: "sign without a build, node strategy", via: ViaHelm, mutate: func(m *Module) {
+			container(m).Sign = sign()
+			container(m).Sign.UnsignedImage = "registry.example.com/ptp:1"
+			m.Builder = &Builder{Strategy: StrategyNode}
+		}, want: []string{"kernelMappings[0].sign: Forbidden", "add a build"}},
+		{name: "device plugin", via: ViaHelm, mutate: func(m *Module) {
+			m.DevicePlugin = &kmmv1beta1.DevicePluginSpec{Container: kmmv1beta1.DevicePluginContainerSpec{Image: "registry.example.com/ptp-dp:1.0"}}
+		}},
+		{name: "device plugin without a tag", via: ViaHelm, mutate: func(m *Module) {
+			m.DevicePlugin = &kmmv1beta1.DevicePluginSpec{Container: kmmv1beta1.DevicePluginContainerSpec{Image: "registry.example.com/ptp-dp"}}
+		}, want: []string{"modules[3].devicePlugin.container.image: Invalid value", "neither a tag nor a digest"}},
+		{name: "device plugin of a rawArgs module", via: ViaHelm, mutate: func(m *Module) {
+			m.DevicePlugin = &kmmv1beta1.DevicePluginSpec{Container: kmmv1beta1.DevicePluginContainerSpec{Image: "registry.example.com/ptp-dp:1.0"}}
+			container(m).Modprobe = kmmv1beta1.ModprobeSpec{RawArgs: &kmmv1beta1.ModprobeArgs{Load: []string{"ptp"}, Unload: []string{"-r", "ptp"}}}
+		}, want: []string{"modules[3].moduleLoader.container.modprobe.moduleName: Required value", "device plugin"}},
 	})
 }
 

@@ -101,8 +101,22 @@ type input struct {
 	listed   []*render.Module          // the module list, in order
 	byID     map[string]*render.Module // the module list by "<namespace>/<name>"
 	listDoc  *document
-	plans    map[*document]int // loader templates and Module objects: index into Result.Plans
+	plans    map[*document]int // templates and Module objects: index into Result.Plans
 	template map[*document]*render.Template
+	// configMaps holds the rendered ConfigMaps' data by "<namespace>/<name>".
+	configMaps map[string]string
+}
+
+// configMapData is a ConfigMap's data and binaryData as one string, for hashing.
+func configMapData(n *yaml.RNode) string {
+	var b strings.Builder
+	for _, f := range []string{"data", "binaryData"} {
+		if v := n.Field(f); v != nil {
+			s, _ := v.Value.String()
+			b.WriteString(f + "\x00" + s)
+		}
+	}
+	return b.String()
 }
 
 // Run expands the loader templates in manifests and returns the result. On error it returns
@@ -111,6 +125,28 @@ func (r *Renderer) Run(ctx context.Context, manifests []byte) ([]byte, error) {
 	in, res, err := r.plan(ctx, manifests, false)
 	if err != nil {
 		return nil, err
+	}
+	// Build Jobs first: loaders name the Job that builds their image.
+	o := render.ExpandOptions{KernelLabel: r.o.KernelLabel, ConfigMaps: in.configMaps, BuildJobs: map[string]string{}}
+	generated := map[*document][]*yaml.RNode{}
+	for _, pass := range []func(kind string) bool{
+		func(kind string) bool { return kind == contract.ExpandModuleBuild },
+		func(kind string) bool { return kind != contract.ExpandModuleBuild },
+	} {
+		for _, d := range in.docs {
+			t, ok := in.template[d]
+			if !ok || !pass(t.Kind) {
+				continue
+			}
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+			g, err := t.Expand(res.Plans[in.plans[d]].Plan, o)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", d.name(), err)
+			}
+			generated[d] = g
+		}
 	}
 	var out bytes.Buffer
 	seen := map[string]string{} // identity -> document name
@@ -124,25 +160,17 @@ func (r *Renderer) Run(ctx context.Context, manifests []byte) ([]byte, error) {
 		return nil
 	}
 	for _, d := range in.docs {
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
 		if d.node == nil {
 			out.WriteString(d.sep + d.body)
 			continue
 		}
-		t, ok := in.template[d]
-		if !ok {
+		if _, ok := in.template[d]; !ok {
 			if err := emit(d, d.node, d.sep+d.body); err != nil {
 				return nil, err
 			}
 			continue
 		}
-		generated, err := t.Expand(res.Plans[in.plans[d]].Plan, r.o.KernelLabel)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", d.name(), err)
-		}
-		for _, g := range generated {
+		for _, g := range generated[d] {
 			s, err := g.String()
 			if err != nil {
 				return nil, fmt.Errorf("%s: writing %s: %w", d.name(), g.GetName(), err)
@@ -183,7 +211,12 @@ func (r *Renderer) plan(ctx context.Context, manifests []byte, listNodes bool) (
 	}
 	inv := &inventory{source: r.o.Nodes}
 	res := &Result{}
+	planned := map[*render.Module]int{} // helm-managed modules: one plan for all their templates
 	add := func(d *document, m *render.Module, kernelLabel string) error {
+		if i, ok := planned[m]; ok && d != nil {
+			in.plans[d] = i
+			return nil
+		}
 		groups, err := inv.get(ctx)
 		if err != nil {
 			return err
@@ -199,6 +232,7 @@ func (r *Renderer) plan(ctx context.Context, manifests []byte, listNodes bool) (
 		res.Plans = append(res.Plans, ModulePlan{Module: m, Plan: p, Source: src})
 		if d != nil {
 			in.plans[d] = len(res.Plans) - 1
+			planned[m] = len(res.Plans) - 1
 		}
 		return nil
 	}
@@ -210,7 +244,7 @@ func (r *Renderer) plan(ctx context.Context, manifests []byte, listNodes bool) (
 		switch {
 		case d.node == nil:
 		case d.node.GetAnnotations()[contract.AnnotationExpand] != "":
-			t, err := in.loaderTemplate(d)
+			t, err := in.templateOf(d)
 			if err != nil {
 				return nil, nil, err
 			}
@@ -281,8 +315,11 @@ func read(manifests []byte) (*input, error) {
 	if err != nil {
 		return nil, err
 	}
-	in := &input{docs: docs, byID: map[string]*render.Module{}, plans: map[*document]int{}, template: map[*document]*render.Template{}}
+	in := &input{docs: docs, byID: map[string]*render.Module{}, plans: map[*document]int{}, template: map[*document]*render.Template{}, configMaps: map[string]string{}}
 	for _, d := range docs {
+		if d.node != nil && d.node.GetKind() == "ConfigMap" && d.node.GetApiVersion() == "v1" {
+			in.configMaps[d.node.GetNamespace()+"/"+d.node.GetName()] = configMapData(d.node)
+		}
 		if d.node == nil || !isModuleList(d.node) {
 			continue
 		}
@@ -300,12 +337,9 @@ func read(manifests []byte) (*input, error) {
 	return in, nil
 }
 
-// loaderTemplate pairs a marked template with its module from the list.
-func (in *input) loaderTemplate(d *document) (*render.Template, error) {
-	if v := d.node.GetAnnotations()[contract.AnnotationExpand]; v != contract.ExpandModuleLoader {
-		return nil, fmt.Errorf("%s: unknown %s=%q (this kmm-render knows %q)", d.name(), contract.AnnotationExpand, v, contract.ExpandModuleLoader)
-	}
-	id, err := render.TemplateModule(d.node)
+// templateOf pairs a marked template with its module from the list.
+func (in *input) templateOf(d *document) (*render.Template, error) {
+	_, id, err := render.TemplateModule(d.node)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", d.name(), err)
 	}
@@ -317,7 +351,7 @@ func (in *input) loaderTemplate(d *document) (*render.Template, error) {
 		return nil, fmt.Errorf("%s: the template names module %s, which %s does not list", d.name(), id, in.listDoc.name())
 	}
 	if m.Operator() {
-		return nil, fmt.Errorf("%s: module %s is `via: operator`; the KMM controller loads it, not a loader template", d.name(), id)
+		return nil, fmt.Errorf("%s: module %s is `via: operator`; the KMM controller loads it, not a template", d.name(), id)
 	}
 	t, err := render.NewTemplate(d.node, m)
 	if err != nil {

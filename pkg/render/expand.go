@@ -11,44 +11,102 @@ import (
 	"kmm.dev/kmm/pkg/contract"
 )
 
-// Template is a loader DaemonSet template, as the chart renders it, and its module.
+// Template is a template the chart marked for kmm-render (contract.AnnotationExpand), and its
+// module: a loader DaemonSet, a build Job or a device plugin DaemonSet.
 type Template struct {
 	Node   *yaml.RNode
 	Module *Module
+	// Kind is the marker's value: contract.ExpandModuleLoader, ExpandModuleBuild or
+	// ExpandDevicePlugin.
+	Kind string
 }
 
-// TemplateModule returns the "<namespace>/<name>" of the module a marked template expands.
-func TemplateModule(n *yaml.RNode) (string, error) {
-	if n.GetKind() != "DaemonSet" {
-		return "", fmt.Errorf("%s is marked %s=%s but is a %s, not a DaemonSet", n.GetName(), contract.AnnotationExpand, contract.ExpandModuleLoader, n.GetKind())
+// ExpandOptions is what expanding needs besides the template and the plan.
+type ExpandOptions struct {
+	// KernelLabel is the node label key that carries the kernel.
+	KernelLabel string
+	// ConfigMaps holds the data of the ConfigMaps the input renders, by "<namespace>/<name>",
+	// as one string each: a build Job's name covers its Dockerfile when the chart renders it.
+	ConfigMaps map[string]string
+	// BuildJobs is filled by expanding build templates and read by expanding loaders: the name
+	// of the Job that builds a module's image for a kernel, by BuildJobKey. Expand build
+	// templates first.
+	BuildJobs map[string]string
+}
+
+// BuildJobKey keys ExpandOptions.BuildJobs.
+func BuildJobKey(moduleID, kernel string) string { return moduleID + "\x00" + kernel }
+
+var expandKinds = map[string]string{
+	contract.ExpandModuleLoader: "DaemonSet",
+	contract.ExpandModuleBuild:  "Job",
+	contract.ExpandDevicePlugin: "DaemonSet",
+}
+
+// TemplateModule returns the marker of a marked template and the "<namespace>/<name>" of the
+// module it expands.
+func TemplateModule(n *yaml.RNode) (kind, id string, err error) {
+	kind = n.GetAnnotations()[contract.AnnotationExpand]
+	want, ok := expandKinds[kind]
+	if !ok {
+		return "", "", fmt.Errorf("%s: unknown %s=%q (this kmm-render knows %q, %q and %q)", n.GetName(), contract.AnnotationExpand, kind,
+			contract.ExpandModuleLoader, contract.ExpandModuleBuild, contract.ExpandDevicePlugin)
 	}
-	id := n.GetAnnotations()[contract.AnnotationModule]
+	if n.GetKind() != want {
+		return "", "", fmt.Errorf("%s is marked %s=%s but is a %s, not a %s", n.GetName(), contract.AnnotationExpand, kind, n.GetKind(), want)
+	}
+	id = n.GetAnnotations()[contract.AnnotationModule]
 	if ns, name, ok := strings.Cut(id, "/"); !ok || len(validation.IsDNS1123Label(ns)) > 0 || len(validation.IsDNS1123Label(name)) > 0 {
-		return "", fmt.Errorf("template %s: annotation %s=%q does not name a module as <namespace>/<name>", n.GetName(), contract.AnnotationModule, id)
+		return "", "", fmt.Errorf("template %s: annotation %s=%q does not name a module as <namespace>/<name>", n.GetName(), contract.AnnotationModule, id)
 	}
-	return id, nil
+	return kind, id, nil
 }
 
-// NewTemplate pairs a marked DaemonSet template with its module, and checks that it holds the
-// loader container kmm-render fills in.
+// NewTemplate pairs a marked template with its module, and checks that it holds the
+// containers kmm-render fills in.
 func NewTemplate(n *yaml.RNode, m *Module) (*Template, error) {
-	if m.Container() == nil {
-		return nil, fmt.Errorf("template %s: module %s has no moduleLoader", n.GetName(), m.ID())
+	kind, _, err := TemplateModule(n)
+	if err != nil {
+		return nil, err
 	}
-	c, err := n.Pipe(yaml.Lookup("spec", "template", "spec", "containers", "[name="+contract.LoaderContainer+"]"))
-	if err != nil || c == nil {
-		return nil, fmt.Errorf("template %s has no container named %q", n.GetName(), contract.LoaderContainer)
+	t := &Template{Node: n, Module: m, Kind: kind}
+	var need string
+	switch kind {
+	case contract.ExpandModuleLoader:
+		if m.Container() == nil {
+			return nil, fmt.Errorf("template %s: module %s has no moduleLoader", n.GetName(), m.ID())
+		}
+		need = contract.LoaderContainer
+	case contract.ExpandModuleBuild:
+		need = contract.ContainerBuild
+	case contract.ExpandDevicePlugin:
+		if m.DevicePlugin == nil {
+			return nil, fmt.Errorf("template %s: module %s has no devicePlugin", n.GetName(), m.ID())
+		}
+		return t, nil
 	}
-	return &Template{Node: n, Module: m}, nil
+	if c, err := podContainer(n, "containers", need); err != nil || c == nil {
+		return nil, fmt.Errorf("template %s has no container named %q", n.GetName(), need)
+	}
+	return t, nil
 }
 
-// Expand makes one DaemonSet per target of plan from the template: named after the template and
-// the kernel, selecting the module's nodes on that kernel, running the resolved image, with
-// KMM's pod labels and the raw kernel in an annotation. The template is left unchanged.
-func (t *Template) Expand(p *Plan, kernelLabel string) ([]*yaml.RNode, error) {
+// Expand makes the objects of the template for plan; the template is left unchanged.
+//   - A loader: one DaemonSet per target kernel, selecting the module's nodes on that kernel,
+//     running the resolved image (or, for node builds, building it first).
+//   - A build: one Job per target kernel whose mapping builds or signs (registry builds).
+//   - A device plugin: the DaemonSet, restricted to the kernels that have a loader; nothing when
+//     none has.
+func (t *Template) Expand(p *Plan, o ExpandOptions) ([]*yaml.RNode, error) {
+	switch t.Kind {
+	case contract.ExpandModuleBuild:
+		return t.expandBuilds(p, o)
+	case contract.ExpandDevicePlugin:
+		return t.expandDevicePlugin(p, o)
+	}
 	out := make([]*yaml.RNode, 0, len(p.Targets))
 	for _, tg := range p.Targets {
-		ds, err := t.expandOne(tg, kernelLabel)
+		ds, err := t.expandLoader(tg, o)
 		if err != nil {
 			return nil, fmt.Errorf("template %s, kernel %s: %w", t.Node.GetName(), tg.Kernel, err)
 		}
@@ -57,25 +115,20 @@ func (t *Template) Expand(p *Plan, kernelLabel string) ([]*yaml.RNode, error) {
 	return out, nil
 }
 
-func (t *Template) expandOne(tg Target, kernelLabel string) (*yaml.RNode, error) {
+// stamp sets what every object generated for a target carries: KMM's labels and the kernel's,
+// on the object, its pods and (with selector) its selector, and annotations that record the
+// raw kernel, the mapping and where the kernel's nodes run.
+func (t *Template) stamp(n *yaml.RNode, tg Target, role string, selector bool) error {
 	m := t.Module
-	ds := t.Node.Copy()
-	name, err := ObjectName(t.Node.GetName(), tg.Kernel)
-	if err != nil {
-		return nil, err
-	}
-	if err := ds.SetName(name); err != nil {
-		return nil, err
-	}
-	hash := KernelHash(tg.Kernel)
 	labels := map[string]string{
 		contract.LabelModuleName:      m.Name,
 		contract.LabelModuleNamespace: m.Namespace,
-		contract.LabelRole:            contract.RoleModuleLoader,
-		contract.LabelKernel:          tg.LabelValue,
-		contract.LabelKernelHash:      hash,
+		contract.LabelRole:            role,
+		contract.LabelKernelHash:      KernelHash(tg.Kernel),
 	}
-	// Each filter on its own: a pipe hands each filter the previous one's result.
+	if tg.LabelValue != "" {
+		labels[contract.LabelKernel] = tg.LabelValue
+	}
 	for _, f := range []yaml.Filter{
 		yaml.ClearAnnotation(contract.AnnotationExpand),
 		yaml.ClearAnnotation(contract.AnnotationModule),
@@ -84,42 +137,20 @@ func (t *Template) expandOne(tg Target, kernelLabel string) (*yaml.RNode, error)
 		yaml.SetAnnotation(contract.AnnotationPlatform, tg.Platform),
 		yaml.SetAnnotation(contract.AnnotationOS, tg.OS),
 	} {
-		if err := ds.PipeE(f); err != nil {
-			return nil, err
+		if err := n.PipeE(f); err != nil {
+			return err
 		}
 	}
-	for _, path := range [][]string{
-		{"metadata", "labels"},
-		{"spec", "selector", "matchLabels"},
-		{"spec", "template", "metadata", "labels"},
-	} {
-		if err := setStrings(ds, path, labels, false); err != nil {
-			return nil, fmt.Errorf("setting %v: %w", path, err)
+	paths := [][]string{{"metadata", "labels"}, {"spec", "template", "metadata", "labels"}}
+	if selector {
+		paths = append(paths, []string{"spec", "selector", "matchLabels"})
+	}
+	for _, path := range paths {
+		if err := setStrings(n, path, labels, false); err != nil {
+			return fmt.Errorf("setting %v: %w", path, err)
 		}
 	}
-	selector := make(map[string]string, len(m.Selector)+1)
-	for k, v := range m.Selector {
-		selector[k] = v
-	}
-	selector[kernelLabel] = tg.LabelValue
-	if err := setStrings(ds, []string{"spec", "template", "spec", "nodeSelector"}, selector, true); err != nil {
-		return nil, fmt.Errorf("setting the nodeSelector: %w", err)
-	}
-	c, err := ds.Pipe(yaml.Lookup("spec", "template", "spec", "containers", "[name="+contract.LoaderContainer+"]"))
-	if err != nil {
-		return nil, err
-	}
-	if err := c.PipeE(yaml.SetField("image", yaml.NewStringRNode(tg.Image))); err != nil {
-		return nil, fmt.Errorf("setting the image: %w", err)
-	}
-	load, unload := LoaderScripts(m.Container(), &m.Container().KernelMappings[tg.Mapping])
-	for _, h := range []struct{ hook, script string }{{"postStart", load}, {"preStop", unload}} {
-		cmd := yaml.NewListRNode("/bin/sh", "-c", h.script)
-		if err := c.PipeE(yaml.LookupCreate(yaml.MappingNode, "lifecycle", h.hook, "exec"), yaml.SetField("command", cmd)); err != nil {
-			return nil, fmt.Errorf("setting the %s command: %w", h.hook, err)
-		}
-	}
-	return ds, nil
+	return nil
 }
 
 // setStrings sets string fields under path, keys in sorted order. With replace, the mapping at

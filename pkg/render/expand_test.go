@@ -74,7 +74,7 @@ func parseTemplate(t *testing.T, s string) *Template {
 	t.Helper()
 	n, err := yaml.Parse(s)
 	require.NoError(t, err)
-	id, err := TemplateModule(n)
+	_, id, err := TemplateModule(n)
 	require.NoError(t, err)
 	m := compile(t, testModuleJSON)
 	require.Equal(t, m.ID(), id)
@@ -116,7 +116,7 @@ func TestTemplateModuleErrors(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			n, err := yaml.Parse(tt.yaml)
 			require.NoError(t, err)
-			_, err = TemplateModule(n)
+			_, _, err = TemplateModule(n)
 			require.Error(t, err)
 			for _, s := range tt.wantErr {
 				assert.Contains(t, err.Error(), s)
@@ -192,7 +192,7 @@ func TestTemplateExpand(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, p.Targets, 2)
 
-	out, err := tpl.Expand(p, kl)
+	out, err := tpl.Expand(p, ExpandOptions{KernelLabel: kl})
 	require.NoError(t, err)
 	require.Len(t, out, 2)
 
@@ -275,11 +275,9 @@ func TestTemplateExpand(t *testing.T) {
 			assert.Equal(t, "busybox:1.36", ds.Spec.Template.Spec.Containers[0].Image, "other containers untouched")
 			assert.Equal(t, "module-loader", ds.Spec.Template.Spec.Containers[1].Name)
 			assert.Equal(t, tt.image, ds.Spec.Template.Spec.Containers[1].Image)
-			assert.Equal(t, []string{"sleep", "infinity"}, ds.Spec.Template.Spec.Containers[1].Command)
-			lc := ds.Spec.Template.Spec.Containers[1].Lifecycle
-			require.NotNil(t, lc)
-			assert.Equal(t, []string{"/bin/sh", "-c", "set -eu\nmodprobe -v -d '/opt' 'kmm_ci_a' 'debug=1'"}, lc.PostStart.Exec.Command)
-			assert.Equal(t, []string{"/bin/sh", "-c", "set -eu\nmodprobe -r -v -d '/opt' 'kmm_ci_a'"}, lc.PreStop.Exec.Command)
+			assert.Equal(t, []string{"sleep", "infinity"}, ds.Spec.Template.Spec.Containers[1].Command, "the template's command kept")
+			assert.Equal(t, env("KMM_KERNEL", tt.kernel, "KMM_DIR_NAME", "/opt", "KMM_MODULE", "kmm_ci_a", "KMM_PARAMETERS", "debug=1"),
+				ds.Spec.Template.Spec.Containers[1].Env)
 		})
 	}
 	assert.Len(t, names, 2, "names distinct")
@@ -297,7 +295,7 @@ func TestTemplateExpandCustomKernelLabel(t *testing.T) {
 	ns := []nodes.Node{node("w1", "5.15.0-105-generic", linux, "pool=gpu", key+"=jammy-105")}
 	p, err := NewPlan(tpl.Module, ns, key)
 	require.NoError(t, err)
-	out, err := tpl.Expand(p, key)
+	out, err := tpl.Expand(p, ExpandOptions{KernelLabel: key})
 	require.NoError(t, err)
 	require.Len(t, out, 1)
 	ds := decodeDS(t, out[0])
@@ -308,7 +306,7 @@ func TestTemplateExpandCustomKernelLabel(t *testing.T) {
 
 func TestTemplateExpandNoTargets(t *testing.T) {
 	tpl := parseTemplate(t, templateYAML("DaemonSet", goodAnnotations, goodContainers))
-	out, err := tpl.Expand(&Plan{Module: tpl.Module}, kl)
+	out, err := tpl.Expand(&Plan{Module: tpl.Module}, ExpandOptions{KernelLabel: kl})
 	require.NoError(t, err)
 	assert.Empty(t, out)
 }
@@ -331,7 +329,7 @@ spec:
 `
 	tpl := parseTemplate(t, s)
 	p := &Plan{Module: tpl.Module, Targets: []Target{{Kernel: "5.15.0-105-generic", LabelValue: "5.15.0-105-generic", Mapping: 0, Image: "r/kmm-ci-a:5.15.0-105-generic"}}}
-	out, err := tpl.Expand(p, kl)
+	out, err := tpl.Expand(p, ExpandOptions{KernelLabel: kl})
 	require.NoError(t, err)
 	require.Len(t, out, 1)
 	ds := decodeDS(t, out[0])

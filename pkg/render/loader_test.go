@@ -4,85 +4,78 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/assert"
+	corev1 "k8s.io/api/core/v1"
 
 	kmmv1beta1 "kmm.dev/kmm/api/v1beta1"
 )
 
-func TestLoaderScripts(t *testing.T) {
+func env(kv ...string) []corev1.EnvVar {
+	var out []corev1.EnvVar
+	for i := 0; i < len(kv); i += 2 {
+		out = append(out, corev1.EnvVar{Name: kv[i], Value: kv[i+1]})
+	}
+	return out
+}
+
+// What the loader scripts do with this environment is tested on the scripts (test/scripts) and
+// on a real kernel; here: that each KMM field lands in its variable.
+func TestLoaderEnv(t *testing.T) {
+	const k = "6.1.0-28-cloud-amd64"
 	tests := []struct {
-		name         string
-		c            kmmv1beta1.ModuleLoaderContainerSpec
-		km           *kmmv1beta1.KernelMapping
-		load, unload string
+		name string
+		c    kmmv1beta1.ModuleLoaderContainerSpec
+		km   *kmmv1beta1.KernelMapping
+		root string
+		want []corev1.EnvVar
 	}{
 		{
-			name:   "module name, default dirName",
-			c:      kmmv1beta1.ModuleLoaderContainerSpec{Modprobe: kmmv1beta1.ModprobeSpec{ModuleName: "ptp"}},
-			load:   "set -eu\nmodprobe -v -d '/opt' 'ptp'",
-			unload: "set -eu\nmodprobe -r -v -d '/opt' 'ptp'",
+			name: "module name, default dirName",
+			c:    kmmv1beta1.ModuleLoaderContainerSpec{Modprobe: kmmv1beta1.ModprobeSpec{ModuleName: "ptp"}},
+			want: env("KMM_KERNEL", k, "KMM_DIR_NAME", "/opt", "KMM_MODULE", "ptp"),
 		},
 		{
-			name: "args go before the module name, parameters after it",
+			name: "args, parameters, loading order, firmware; node build root",
 			c: kmmv1beta1.ModuleLoaderContainerSpec{Modprobe: kmmv1beta1.ModprobeSpec{
-				ModuleName: "ptp", DirName: "/mods/", Parameters: []string{"debug=1", "name=it's"},
-				Args: &kmmv1beta1.ModprobeArgs{Load: []string{"--first-time"}, Unload: []string{"--wait=5000"}},
+				ModuleName: "a", DirName: "/mods/", Parameters: []string{"debug=1", "name=it's me"},
+				Args:                &kmmv1beta1.ModprobeArgs{Load: []string{"--first-time"}, Unload: []string{"--wait=5000", "-q"}},
+				ModulesLoadingOrder: []string{"a", "b", "c"}, FirmwarePath: "/firmware/",
 			}},
-			load:   "set -eu\nmodprobe -v -d '/mods' '--first-time' 'ptp' 'debug=1' 'name=it'\\''s'",
-			unload: "set -eu\nmodprobe -r -v -d '/mods' '--wait=5000' 'ptp'",
+			root: "/kmm/build/rootfs",
+			want: env("KMM_KERNEL", k, "KMM_ROOT", "/kmm/build/rootfs", "KMM_DIR_NAME", "/mods", "KMM_MODULE", "a",
+				"KMM_PARAMETERS", "debug=1\nname=it's me", "KMM_LOAD_ARGS", "--first-time", "KMM_UNLOAD_ARGS", "--wait=5000\n-q",
+				"KMM_LOADING_ORDER", "a\nb\nc", "KMM_FIRMWARE_PATH", "/firmware"),
 		},
 		{
 			name: "rawArgs are the whole command",
 			c: kmmv1beta1.ModuleLoaderContainerSpec{Modprobe: kmmv1beta1.ModprobeSpec{
 				RawArgs: &kmmv1beta1.ModprobeArgs{Load: []string{"-d", "/x", "ptp"}, Unload: []string{"-r", "-d", "/x", "ptp"}},
 			}},
-			load:   "set -eu\nmodprobe '-d' '/x' 'ptp'",
-			unload: "set -eu\nmodprobe '-r' '-d' '/x' 'ptp'",
+			want: env("KMM_KERNEL", k, "KMM_DIR_NAME", "/opt", "KMM_RAW", "true", "KMM_RAW_LOAD", "-d\n/x\nptp", "KMM_RAW_UNLOAD", "-r\n-d\n/x\nptp"),
 		},
 		{
-			name: "loading order [a, b, c]: load c, b, a; unload a, b, c",
-			c: kmmv1beta1.ModuleLoaderContainerSpec{Modprobe: kmmv1beta1.ModprobeSpec{
-				ModuleName: "a", ModulesLoadingOrder: []string{"a", "b", "c"},
-			}},
-			load:   "set -eu\nmodprobe -v -d '/opt' 'c'\nmodprobe -v -d '/opt' 'b'\nmodprobe -v -d '/opt' 'a'",
-			unload: "set -eu\nmodprobe -r -v -d '/opt' 'a' 'b' 'c'",
-		},
-		{
-			name: "firmware and in-tree modules of the container",
-			c: kmmv1beta1.ModuleLoaderContainerSpec{
-				InTreeModulesToRemove: []string{"ice", "irdma-x"},
-				Modprobe:              kmmv1beta1.ModprobeSpec{ModuleName: "ice", FirmwarePath: "/firmware/"},
-			},
-			load: "set -eu\nmkdir -p /var/lib/firmware\ncp -R '/firmware/.' /var/lib/firmware/\n" +
-				"if grep -q '^ice ' /proc/modules; then modprobe -r -v 'ice'; fi\n" +
-				"if grep -q '^irdma_x ' /proc/modules; then modprobe -r -v 'irdma-x'; fi\n" +
-				"modprobe -v -d '/opt' 'ice'",
-			unload: "set -eu\nmodprobe -r -v -d '/opt' 'ice'",
+			name: "the container's in-tree modules",
+			c: kmmv1beta1.ModuleLoaderContainerSpec{InTreeModulesToRemove: []string{"ice", "irdma-x"},
+				Modprobe: kmmv1beta1.ModprobeSpec{ModuleName: "ice"}},
+			km:   &kmmv1beta1.KernelMapping{Regexp: "."},
+			want: env("KMM_KERNEL", k, "KMM_DIR_NAME", "/opt", "KMM_MODULE", "ice", "KMM_IN_TREE_REMOVE", "ice\nirdma-x"),
 		},
 		{
 			name: "the kernel mapping's in-tree modules win over the container's",
-			c: kmmv1beta1.ModuleLoaderContainerSpec{
-				InTreeModulesToRemove: []string{"ice"},
-				Modprobe:              kmmv1beta1.ModprobeSpec{ModuleName: "ice"},
-			},
-			km:     &kmmv1beta1.KernelMapping{Regexp: ".", InTreeModulesToRemove: []string{"i40e"}},
-			load:   "set -eu\nif grep -q '^i40e ' /proc/modules; then modprobe -r -v 'i40e'; fi\nmodprobe -v -d '/opt' 'ice'",
-			unload: "set -eu\nmodprobe -r -v -d '/opt' 'ice'",
+			c: kmmv1beta1.ModuleLoaderContainerSpec{InTreeModulesToRemove: []string{"ice"},
+				Modprobe: kmmv1beta1.ModprobeSpec{ModuleName: "ice"}},
+			km:   &kmmv1beta1.KernelMapping{Regexp: ".", InTreeModulesToRemove: []string{"i40e"}},
+			want: env("KMM_KERNEL", k, "KMM_DIR_NAME", "/opt", "KMM_MODULE", "ice", "KMM_IN_TREE_REMOVE", "i40e"),
 		},
 		{
 			name: "deprecated single in-tree module",
-			c: kmmv1beta1.ModuleLoaderContainerSpec{
-				InTreeModuleToRemove: "ice", //nolint:staticcheck
-				Modprobe:             kmmv1beta1.ModprobeSpec{ModuleName: "ice"},
-			},
-			load:   "set -eu\nif grep -q '^ice ' /proc/modules; then modprobe -r -v 'ice'; fi\nmodprobe -v -d '/opt' 'ice'",
-			unload: "set -eu\nmodprobe -r -v -d '/opt' 'ice'",
+			c: kmmv1beta1.ModuleLoaderContainerSpec{InTreeModuleToRemove: "ice", //nolint:staticcheck
+				Modprobe: kmmv1beta1.ModprobeSpec{ModuleName: "ice"}},
+			want: env("KMM_KERNEL", k, "KMM_DIR_NAME", "/opt", "KMM_MODULE", "ice", "KMM_IN_TREE_REMOVE", "ice"),
 		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			load, unload := LoaderScripts(&tt.c, tt.km)
-			assert.Equal(t, tt.load, load)
-			assert.Equal(t, tt.unload, unload)
+			assert.Equal(t, tt.want, LoaderEnv(&tt.c, tt.km, k, tt.root))
 		})
 	}
 }

@@ -62,9 +62,147 @@ namespace filled in, as JSON.
 {{- define "kmm.modules.list" -}}
 {{- $out := list }}
 {{- range $m := .Values.modules }}
-{{- $out = append $out (merge (dict "namespace" (include "kmm.module.namespace" (list $ $m))) (omit $m "namespace")) }}
+{{- $filled := dict "namespace" (include "kmm.module.namespace" (list $ $m)) }}
+{{- if ne (default "helm" $m.via) "operator" }}
+{{- $_ := set $filled "builder" (merge (dict "strategy" (include "kmm.module.strategy" (list $ $m))) (omit (default dict $m.builder) "strategy")) }}
+{{- end }}
+{{- $out = append $out (merge $filled (omit $m "namespace" "builder")) }}
 {{- end }}
 {{- toJson $out }}
+{{- end }}
+
+{{/* A helm-managed module's build strategy: its builder.strategy, else build.strategy. Call with (list $ $module). */}}
+{{- define "kmm.module.strategy" -}}
+{{- $root := index . 0 }}{{- $m := index . 1 }}
+{{- default $root.Values.build.strategy (dig "builder" "strategy" "" $m) }}
+{{- end }}
+
+{{/*
+Whether a module builds or signs anything, at the container or at a kernel mapping. Prints
+"true" or nothing. Call with the module.
+*/}}
+{{- define "kmm.module.builds" -}}
+{{- $c := dig "moduleLoader" "container" dict . }}
+{{- $any := or $c.build $c.sign }}
+{{- range $km := default list $c.kernelMappings }}
+{{- if or $km.build $km.sign }}{{ $any = true }}{{ end }}
+{{- end }}
+{{- if $any }}true{{ end }}
+{{- end }}
+
+{{/* Whether a module signs anything. Prints "true" or nothing. Call with the module. */}}
+{{- define "kmm.module.signs" -}}
+{{- $c := dig "moduleLoader" "container" dict . }}
+{{- $any := $c.sign }}
+{{- range $km := default list $c.kernelMappings }}
+{{- if $km.sign }}{{ $any = true }}{{ end }}
+{{- end }}
+{{- if $any }}true{{ end }}
+{{- end }}
+
+{{/* The ConfigMap of the scripts loader, build and device plugin pods run (files/). */}}
+{{- define "kmm.scripts.name" -}}
+{{- include "kmm.componentName" (list . "scripts") }}
+{{- end }}
+
+{{/* The namespaces of the helm-managed modules, sorted, as JSON. */}}
+{{- define "kmm.module.namespaces" -}}
+{{- $namespaces := dict }}
+{{- range $m := .Values.modules }}
+{{- if ne (default "helm" $m.via) "operator" }}
+{{- $_ := set $namespaces (include "kmm.module.namespace" (list $ $m)) true }}
+{{- end }}
+{{- end }}
+{{- keys $namespaces | sortAlpha | toJson }}
+{{- end }}
+
+{{/* Pod volume and mount of the scripts ConfigMap, mounted at /kmm/scripts. */}}
+{{- define "kmm.scripts.volume" -}}
+- name: kmm-scripts
+  configMap:
+    name: {{ include "kmm.scripts.name" . }}
+    defaultMode: 0555
+{{- end }}
+{{- define "kmm.scripts.mount" -}}
+- name: kmm-scripts
+  mountPath: /kmm/scripts
+  readOnly: true
+{{- end }}
+
+{{/* Security context of containers that need no privilege at all. Call with the user id. */}}
+{{- define "kmm.restricted.securityContext" -}}
+runAsUser: {{ . }}
+runAsGroup: {{ . }}
+runAsNonRoot: true
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: true
+capabilities:
+  drop: ["ALL"]
+{{- end }}
+
+{{/*
+The BuildKit container of builds: rootless BuildKit needs user namespaces, so Unconfined seccomp
+and AppArmor profiles (BuildKit's documented setting for rootless pods), and nothing else.
+Call with (dict "ctx" $ "output" "registry"|"local").
+*/}}
+{{- define "kmm.build.container" -}}
+{{- $root := .ctx }}
+- name: kmm-build
+  image: {{ include "kmm.image" $root.Values.build.builderImage | quote }}
+  imagePullPolicy: IfNotPresent
+  command: ["/bin/sh", "/kmm/scripts/build.sh"]
+  env:
+    - name: BUILDKITD_FLAGS
+      value: --oci-worker-no-process-sandbox
+    {{- if eq .output "registry" }}
+    - name: KMM_SIGN_IMAGE
+      value: {{ include "kmm.image" $root.Values.build.signImage | quote }}
+    {{- end }}
+    {{- if .dockerConfig }}
+    - name: DOCKER_CONFIG
+      value: /kmm/docker
+    {{- end }}
+  {{- with $root.Values.build.resources }}
+  resources:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  securityContext:
+    runAsUser: 1000
+    runAsGroup: 1000
+    runAsNonRoot: true
+    seccompProfile:
+      type: Unconfined
+    appArmorProfile:
+      type: Unconfined
+  volumeMounts:
+    {{- include "kmm.scripts.mount" $root | nindent 4 }}
+    - name: kmm-work
+      mountPath: /kmm/work
+    - name: kmm-state
+      mountPath: /kmm/state
+    - name: kmm-buildkit
+      mountPath: /home/user/.local/share/buildkit
+    {{- if eq .output "local" }}
+    - name: kmm-build
+      mountPath: /kmm/build
+    {{- end }}
+    {{- if .dockerConfig }}
+    - name: kmm-docker
+      mountPath: /kmm/docker
+      readOnly: true
+    {{- end }}
+{{- end }}
+
+{{/* The pull secret of a module's images as a docker config volume (kmm-docker), or nothing. */}}
+{{- define "kmm.docker.volume" -}}
+{{- with .imageRepoSecret }}
+- name: kmm-docker
+  secret:
+    secretName: {{ .name }}
+    items:
+      - key: .dockerconfigjson
+        path: config.json
+{{- end }}
 {{- end }}
 
 {{/* ---- The KMM controller, its webhook and CRDs ---- */}}
@@ -262,4 +400,35 @@ imagePullSecrets:
 {{/* The operator ConfigMap's content (controller_config.yaml). */}}
 {{- define "kmm.config.content" -}}
 {{- toYaml .Values.controller.config }}
+{{- end }}
+
+{{/*
+A device plugin container from KMM's DevicePluginContainerSpec, privileged as KMM makes it. It
+ends with the volumeMounts list open, so that the caller can append mounts.
+*/}}
+{{- define "kmm.devicePlugin.container" -}}
+image: {{ .image | quote }}
+imagePullPolicy: {{ default "IfNotPresent" .imagePullPolicy }}
+{{- with .command }}
+command:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .args }}
+args:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .env }}
+env:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .resources }}
+resources:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+securityContext:
+  privileged: true
+volumeMounts:
+  {{- with .volumeMounts }}
+  {{- toYaml . | nindent 2 }}
+  {{- end }}
 {{- end }}

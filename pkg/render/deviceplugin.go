@@ -1,0 +1,63 @@
+package render
+
+import (
+	"sort"
+
+	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/kustomize/kyaml/yaml"
+
+	"kmm.dev/kmm/pkg/contract"
+)
+
+// expandDevicePlugin restricts the device plugin DaemonSet to the module's nodes whose kernel
+// has a loader: the module's selector, and a node affinity on the kernel label values of the
+// plan's targets. Its pods start on a node only once the module is loaded there: the chart
+// gives them an init container that waits for /sys/module/<moduleName>. With no target there is
+// nothing to plug, and no DaemonSet.
+func (t *Template) expandDevicePlugin(p *Plan, o ExpandOptions) ([]*yaml.RNode, error) {
+	if len(p.Targets) == 0 {
+		return nil, nil
+	}
+	m := t.Module
+	ds := t.Node.Copy()
+	for _, f := range []yaml.Filter{yaml.ClearAnnotation(contract.AnnotationExpand), yaml.ClearAnnotation(contract.AnnotationModule)} {
+		if err := ds.PipeE(f); err != nil {
+			return nil, err
+		}
+	}
+	if len(ds.GetAnnotations()) == 0 {
+		if err := ds.PipeE(yaml.Lookup("metadata"), yaml.Clear("annotations")); err != nil {
+			return nil, err
+		}
+	}
+	labels := map[string]string{
+		contract.LabelModuleName:      m.Name,
+		contract.LabelModuleNamespace: m.Namespace,
+		contract.LabelRole:            contract.RoleDevicePlugin,
+	}
+	for _, path := range [][]string{{"metadata", "labels"}, {"spec", "template", "metadata", "labels"}, {"spec", "selector", "matchLabels"}} {
+		if err := setStrings(ds, path, labels, false); err != nil {
+			return nil, err
+		}
+	}
+	if err := setStrings(ds, append(append([]string{}, podSpecPath...), "nodeSelector"), m.Selector, true); err != nil {
+		return nil, err
+	}
+	values := make([]string, 0, len(p.Targets))
+	for _, tg := range p.Targets {
+		values = append(values, tg.LabelValue)
+	}
+	sort.Strings(values)
+	affinity, err := toRNode(corev1.Affinity{NodeAffinity: &corev1.NodeAffinity{
+		RequiredDuringSchedulingIgnoredDuringExecution: &corev1.NodeSelector{NodeSelectorTerms: []corev1.NodeSelectorTerm{{
+			MatchExpressions: []corev1.NodeSelectorRequirement{{Key: o.KernelLabel, Operator: corev1.NodeSelectorOpIn, Values: values}},
+		}}},
+	}})
+	if err != nil {
+		return nil, err
+	}
+	if err := ds.PipeE(yaml.Lookup(podSpecPath...), yaml.SetField("affinity", affinity)); err != nil {
+		return nil, err
+	}
+	return []*yaml.RNode{ds}, nil
+}

@@ -1,0 +1,7 @@
+// Package scripts tests the shell scripts that the chart ships in
+// charts/kmm/files (load.sh, unload.sh, wait-module.sh, image-exists.sh,
+// build.sh, sign.sh). The tests run each script with /bin/sh and, when it is
+// installed, with busybox sh, against fake modprobe, modinfo, uname, crane,
+// buildctl-daemonless.sh and sign-file commands (testdata/bin) that log their
+// arguments.
+package scripts
