@@ -64,15 +64,28 @@ plugin: build ## Lay out the Helm 4 post-renderer plugin in bin/plugin/kmm-rende
 
 ##@ Test
 
+# Debian packages the tests use: shellcheck lints the chart's scripts, busybox runs them as the
+# Alpine-based images do (test/scripts). Installed with apt-get when missing (as root).
+APT_PACKAGES := shellcheck busybox
+
+.PHONY: apt-deps
+apt-deps: ## Install the Debian packages the tests need (shellcheck, busybox) when missing.
+	@missing=""; for p in $(APT_PACKAGES); do command -v $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" != 0 ]; then echo "missing:$$missing; run: sudo apt-get install$$missing" >&2; exit 1; fi; \
+		echo "apt-get install$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
 .PHONY: test
-test: tools build lint ## Run every test: unit, golden, chart lint and end-to-end against a local control plane.
+test: apt-deps tools build lint ## Run every test: unit, golden, chart lint and end-to-end against a local control plane.
 	KUBEBUILDER_ASSETS=$(ASSETS) $(GO) test -count=1 ./...
 
 # Packages whose tests take -update to rewrite their golden files.
 GOLDEN_PKGS = $(sort $(dir $(shell grep -rl --include='*_test.go' 'flag\.Bool."update"' pkg test cmd internal 2>/dev/null)))
 
 .PHONY: unit
-unit: ## Run the tests that need no control plane and no built tools (quick; works on a fresh clone).
+unit: apt-deps ## Run the tests that need no control plane and no built tools (quick; works on a fresh clone).
 	$(GO) test -count=1 $$($(GO) list ./... | grep -v -e /test/e2e -e /test/helmcli)
 
 .PHONY: e2e

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sort"
 	"strings"
 
 	"sigs.k8s.io/kustomize/kyaml/yaml"
@@ -280,12 +281,44 @@ func (r *Renderer) plan(ctx context.Context, manifests []byte, listNodes bool) (
 			}
 		}
 	}
+	in.sortPlans(res)
 	if listNodes || inv.done {
 		if res.Kernels, err = inv.get(ctx); err != nil {
 			return nil, nil, err
 		}
 	}
 	return in, res, nil
+}
+
+// sortPlans orders the plans as the module list orders the modules (the order of the chart's
+// templates says nothing), keeping the documents' indexes into them right.
+func (in *input) sortPlans(res *Result) {
+	rank := make(map[string]int, len(in.listed))
+	for i, m := range in.listed {
+		rank[m.ID()] = i
+	}
+	order := make([]int, len(res.Plans))
+	for i := range order {
+		order[i] = i
+	}
+	sort.SliceStable(order, func(a, b int) bool {
+		ra, oka := rank[res.Plans[order[a]].Module.ID()]
+		rb, okb := rank[res.Plans[order[b]].Module.ID()]
+		if oka != okb {
+			return oka // listed modules first
+		}
+		return ra < rb
+	})
+	newIndex := make([]int, len(order))
+	plans := make([]ModulePlan, len(order))
+	for to, from := range order {
+		plans[to] = res.Plans[from]
+		newIndex[from] = to
+	}
+	res.Plans = plans
+	for d, i := range in.plans {
+		in.plans[d] = newIndex[i]
+	}
 }
 
 // checkUpdate applies KMM's rule on updating a Module the cluster already holds.

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"kmm.dev/kmm/pkg/module"
 	"kmm.dev/kmm/pkg/nodes"
 	"kmm.dev/kmm/pkg/render"
 )
@@ -55,7 +56,7 @@ func KernelTable(w io.Writer, groups []nodes.KernelGroup, plans []*render.Plan, 
 func planRow(p *render.Plan, kernel string) (selected int, value, mapping, image string, ok bool) {
 	for _, tg := range p.Targets {
 		if tg.Kernel == kernel {
-			return len(tg.Nodes), tg.LabelValue, fmt.Sprintf("#%d %s", tg.Mapping, p.Module.Mappings[tg.Mapping].Describe()), tg.Image, true
+			return len(tg.Nodes), tg.LabelValue, fmt.Sprintf("#%d %s", tg.Mapping, p.Module.Mappings[tg.Mapping].Describe()), ImageOf(p.Module, tg), true
 		}
 	}
 	for _, u := range p.Unmatched {
@@ -64,6 +65,21 @@ func planRow(p *render.Plan, kernel string) (selected int, value, mapping, image
 		}
 	}
 	return 0, "", "", "", false
+}
+
+// NodeBuilt is what the IMAGE column says of a kernel whose module is built on each node (the
+// node strategy): no image holds it.
+const NodeBuilt = "(built on each node)"
+
+// ImageOf is the module image a target's loader loads from: the resolved image, or NodeBuilt.
+func ImageOf(m *render.Module, tg render.Target) string {
+	if m.Operator() {
+		return tg.Image
+	}
+	if bp, err := m.BuildPlanFor(tg.Mapping, tg.Kernel, tg.Image); err == nil && bp != nil && bp.Strategy == module.StrategyNode {
+		return NodeBuilt
+	}
+	return tg.Image
 }
 
 func labelValue(g nodes.KernelGroup, key string) string {

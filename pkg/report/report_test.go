@@ -81,6 +81,9 @@ func TestKernelTableEKS(t *testing.T) {
 			"#0 literal 5.4.196-108.356.amzn2.x86_64", ecr + "kmm-ci-a:5.4.196-108.356.amzn2"},
 		{"5.4.196-108.356.amzn2.x86_64", "4", "eks", "al2", "5.4.196-108.356.amzn2.x86_64", "kmm-gpu/gdrdrv", "1",
 			`#0 regexp ^5\.4\.\d+-\d+\.\d+\.amzn2\.x86_64$`, ecr + "gdrdrv:5.4.196-108.356.amzn2.x86_64"},
+		// Built on each node of al2-ng (node strategy): the image name only labels the build.
+		{"5.4.196-108.356.amzn2.x86_64", "4", "eks", "al2", "5.4.196-108.356.amzn2.x86_64", "kmm-demo/kmm-kmod-node", "3",
+			`#0 regexp ^5\.4\.\d+-\d+\.\d+\.amzn2\.x86_64$`, "(built on each node)"},
 		{"6.1.112-122.189.amzn2023.aarch64", "1", "eks", "al2023", "6.1.112-122.189.amzn2023.aarch64", "kmm-demo/kmm-ci-a", "1",
 			"none (no loader)", "-"},
 		{"6.1.112-122.189.amzn2023.x86_64", "2", "eks", "al2023", "6.1.112-122.189.amzn2023.x86_64", "kmm-demo/kmm-ci-a", "2",
@@ -88,6 +91,9 @@ func TestKernelTableEKS(t *testing.T) {
 		// kmm-ci-b is handed to the KMM controller (via: operator); it maps the same way.
 		{"6.1.112-122.189.amzn2023.x86_64", "2", "eks", "al2023", "6.1.112-122.189.amzn2023.x86_64", "kmm-demo/kmm-ci-b", "2",
 			`#0 regexp ^6\.1\.\d+-\d+\.\d+\.amzn2023\.x86_64$`, ecr + "kmm-ci-b:6.1.112-122.189.amzn2023.x86_64"},
+		// Built by a Job per kernel (registry strategy) and pushed to ECR.
+		{"6.1.112-122.189.amzn2023.x86_64", "2", "eks", "al2023", "6.1.112-122.189.amzn2023.x86_64", "kmm-demo/kmm-kmod", "2",
+			`#0 regexp ^6\.1\.\d+-\d+\.\d+\.amzn2023\.x86_64$`, ecr + "kmm-kmod:1.0.0-6.1.112-122.189.amzn2023.x86_64"},
 	}
 	require.Len(t, rows, len(want))
 	for i := range want {

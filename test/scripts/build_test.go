@@ -150,6 +150,23 @@ func TestBuild(t *testing.T) {
 			assert.Equal(t, "", s.read("work/sign/files-to-sign"))
 		},
 	}, {
+		name: "sign a prebuilt image",
+		env: map[string]string{
+			"KMM_BUILD": "false", "KMM_OUTPUT": "registry", "KMM_IMAGE": img, "KMM_UNSIGNED_IMAGE": unsigned, "KMM_SIGN": "true",
+			"KMM_SIGN_IMAGE": signImg, "KMM_DIR_NAME": "/modules",
+		},
+		setup: func(s *sandbox) {
+			require.NoError(s.t, os.RemoveAll(s.path("context")), "no build context is mounted")
+		},
+		wantCalls: func(s *sandbox) [][]string { return [][]string{signBuild(s)} },
+		wantOut:   []string{"kmm: no build: signing the prebuilt " + unsigned},
+	}, {
+		name:      "no build and nothing to sign",
+		env:       map[string]string{"KMM_BUILD": "false", "KMM_OUTPUT": "registry", "KMM_IMAGE": img},
+		wantCode:  1,
+		wantCalls: func(*sandbox) [][]string { return nil },
+		wantOut:   []string{"kmm: KMM_BUILD is false and KMM_SIGN is not true"},
+	}, {
 		name: "local",
 		env: map[string]string{
 			"KMM_OUTPUT": "local", "KMM_LOCAL_DIR": "/kmm/build/rootfs", "KMM_SIGN": "true",

@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -280,20 +281,11 @@ func (s *sandbox) calls(names ...string) [][]string {
 			continue
 		}
 		call := strings.Split(line, argSep)
-		if len(names) == 0 || contains(names, call[0]) {
+		if len(names) == 0 || slices.Contains(names, call[0]) {
 			out = append(out, call)
 		}
 	}
 	return out
-}
-
-func contains(list []string, s string) bool {
-	for _, e := range list {
-		if e == s {
-			return true
-		}
-	}
-	return false
 }
 
 // eventually polls cond every 10 ms until it holds, for at most patience.

@@ -12,6 +12,8 @@
 #   KMM_SECRETS              list of Secret names, each mounted at $KMM_SECRETS_DIR/<name>/ with one
 #                            file per key; each key is given as --secret id=<name>.<key>
 #   KMM_SECRETS_DIR          where the Secrets are mounted (default /run/secrets)
+#   KMM_BUILD                "false": build nothing, only sign the prebuilt KMM_UNSIGNED_IMAGE
+#                            (registry with KMM_SIGN; default true)
 #   KMM_OUTPUT               "registry" (push KMM_IMAGE) or "local" (write the image tree to
 #                            KMM_LOCAL_DIR)
 #   KMM_IMAGE                registry: the final image
@@ -43,6 +45,7 @@ KMM_WORK=${KMM_WORK:-/kmm/work}
 KMM_BUILD_ARGS=${KMM_BUILD_ARGS:-}
 KMM_SECRETS=${KMM_SECRETS:-}
 KMM_SECRETS_DIR=${KMM_SECRETS_DIR:-/run/secrets}
+KMM_BUILD=${KMM_BUILD:-true}
 KMM_OUTPUT=${KMM_OUTPUT:-}
 KMM_IMAGE=${KMM_IMAGE:-}
 KMM_UNSIGNED_IMAGE=${KMM_UNSIGNED_IMAGE:-}
@@ -94,70 +97,76 @@ local)
 	;;
 esac
 
-# The context: the ConfigMap's files, dereferenced; its ..data and ..<timestamp>
-# entries are skipped like every name starting with a dot.
-[ -d "$KMM_CONTEXT" ] || die "build context $KMM_CONTEXT does not exist: mount the build ConfigMap there"
-ctx=$KMM_WORK/context
-rm -rf "$ctx"
-mkdir -p "$ctx" || die "could not create $ctx: $KMM_WORK must be writable"
-for f in "$KMM_CONTEXT"/*; do
-	[ -e "$f" ] || continue
-	if [ -d "$f" ]; then
-		cp -RL "$f" "$ctx/" || die "could not copy $f to $ctx"
-	else
-		cp -L "$f" "$ctx/" || die "could not copy $f to $ctx"
-	fi
-done
-[ -f "$ctx/dockerfile" ] || die "the build ConfigMap has no key \"dockerfile\": put the Dockerfile under the key dockerfile"
-mv "$ctx/dockerfile" "$ctx/Dockerfile"
-log "build context: $ctx"
+if [ "$KMM_BUILD" = false ]; then
+	# Sign only: the unsigned image is prebuilt (sign.unsignedImage).
+	[ "$sign_registry" = true ] || die "KMM_BUILD is false and KMM_SIGN is not true: nothing to build or sign"
+	log "no build: signing the prebuilt $KMM_UNSIGNED_IMAGE"
+else
+	# The context: the ConfigMap's files, dereferenced; its ..data and ..<timestamp>
+	# entries are skipped like every name starting with a dot.
+	[ -d "$KMM_CONTEXT" ] || die "build context $KMM_CONTEXT does not exist: mount the build ConfigMap there"
+	ctx=$KMM_WORK/context
+	rm -rf "$ctx"
+	mkdir -p "$ctx" || die "could not create $ctx: $KMM_WORK must be writable"
+	for f in "$KMM_CONTEXT"/*; do
+		[ -e "$f" ] || continue
+		if [ -d "$f" ]; then
+			cp -RL "$f" "$ctx/" || die "could not copy $f to $ctx"
+		else
+			cp -L "$f" "$ctx/" || die "could not copy $f to $ctx"
+		fi
+	done
+	[ -f "$ctx/dockerfile" ] || die "the build ConfigMap has no key \"dockerfile\": put the Dockerfile under the key dockerfile"
+	mv "$ctx/dockerfile" "$ctx/Dockerfile"
+	log "build context: $ctx"
 
-toml=$KMM_WORK/buildkitd.toml
-rm -f "$toml"
-while IFS= read -r host; do
-	[ -n "$host" ] || continue
-	printf '[registry."%s"]\n  http = true\n  insecure = true\n' "$host" >>"$toml" || die "could not write $toml"
-	log "registry $host: plain HTTP or unverified TLS allowed"
-done <<EOF
+	toml=$KMM_WORK/buildkitd.toml
+	rm -f "$toml"
+	while IFS= read -r host; do
+		[ -n "$host" ] || continue
+		printf '[registry."%s"]\n  http = true\n  insecure = true\n' "$host" >>"$toml" || die "could not write $toml"
+		log "registry $host: plain HTTP or unverified TLS allowed"
+	done <<EOF
 $KMM_INSECURE_REGISTRIES
 EOF
-if [ -f "$toml" ]; then
-	BUILDKITD_FLAGS="${BUILDKITD_FLAGS:+$BUILDKITD_FLAGS }--config=$toml"
-	export BUILDKITD_FLAGS
-fi
+	if [ -f "$toml" ]; then
+		BUILDKITD_FLAGS="${BUILDKITD_FLAGS:+$BUILDKITD_FLAGS }--config=$toml"
+		export BUILDKITD_FLAGS
+	fi
 
-set -- build --progress=plain --frontend dockerfile.v0 --local "context=$ctx" --local "dockerfile=$ctx"
-kernel=
-while IFS= read -r arg; do
-	[ -n "$arg" ] || continue
-	case $arg in
-	?*=*) ;;
-	*) die "build argument '$arg' is not NAME=VALUE: fix build.buildArgs" ;;
-	esac
-	case $arg in
-	KERNEL_VERSION=*) kernel=${arg#KERNEL_VERSION=} ;;
-	esac
-	set -- "$@" --opt "build-arg:$arg"
-done <<EOF
+	set -- build --progress=plain --frontend dockerfile.v0 --local "context=$ctx" --local "dockerfile=$ctx"
+	kernel=
+	while IFS= read -r arg; do
+		[ -n "$arg" ] || continue
+		case $arg in
+		?*=*) ;;
+		*) die "build argument '$arg' is not NAME=VALUE: fix build.buildArgs" ;;
+		esac
+		case $arg in
+		KERNEL_VERSION=*) kernel=${arg#KERNEL_VERSION=} ;;
+		esac
+		set -- "$@" --opt "build-arg:$arg"
+	done <<EOF
 $KMM_BUILD_ARGS
 EOF
 
-while IFS= read -r secret; do
-	[ -n "$secret" ] || continue
-	dir=$KMM_SECRETS_DIR/$secret
-	[ -d "$dir" ] || die "Secret $secret is not mounted at $dir: check build.secrets and that the Secret exists"
-	for f in "$dir"/*; do
-		[ -f "$f" ] || continue
-		set -- "$@" --secret "id=$secret.${f##*/},src=$f"
-	done
-done <<EOF
+	while IFS= read -r secret; do
+		[ -n "$secret" ] || continue
+		dir=$KMM_SECRETS_DIR/$secret
+		[ -d "$dir" ] || die "Secret $secret is not mounted at $dir: check build.secrets and that the Secret exists"
+		for f in "$dir"/*; do
+			[ -f "$f" ] || continue
+			set -- "$@" --secret "id=$secret.${f##*/},src=$f"
+		done
+	done <<EOF
 $KMM_SECRETS
 EOF
-set -- "$@" --output "$output"
+	set -- "$@" --output "$output"
 
-log "building $target for kernel ${kernel:-(KERNEL_VERSION not set)}"
-buildctl-daemonless.sh "$@" </dev/null || die "the build of $target failed: see the BuildKit output above"
-log "built $target"
+	log "building $target for kernel ${kernel:-(KERNEL_VERSION not set)}"
+	buildctl-daemonless.sh "$@" </dev/null || die "the build of $target failed: see the BuildKit output above"
+	log "built $target"
+fi
 
 if [ "$sign_registry" != true ]; then
 	exit 0
