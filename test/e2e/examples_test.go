@@ -113,6 +113,7 @@ func lifecycle(t *testing.T, version int, ex *example, ch kernelChange) {
 	}
 	checkServiceAccounts(t, ctx, ex)
 	checkDaemonSetCount(t, rev1, want)
+	checkBuilds(t, ctx, modules, want)
 	moduleUIDs := checkOperatorModules(t, ctx, ex)
 
 	// No-op upgrade: nothing changes, not even a DaemonSet's generation or a pod.
@@ -121,6 +122,10 @@ func lifecycle(t *testing.T, version int, ex *example, ch kernelChange) {
 		t.Fatal(err)
 	}
 	pods, err := loaderPods(ctx, modules)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jobs, err := buildJobUIDs(ctx, modules)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,12 +146,19 @@ func lifecycle(t *testing.T, version int, ex *example, ch kernelChange) {
 		if !maps.Equal(pods, pods2) {
 			t.Fatalf("no-op upgrade changed loader pods:\nbefore %v\nafter  %v", sortedValues(pods), sortedValues(pods2))
 		}
+		jobs2, err := buildJobUIDs(ctx, modules)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !maps.Equal(jobs, jobs2) {
+			t.Fatalf("no-op upgrade changed build Jobs (name -> UID):\nbefore %v\nafter  %v", jobs, jobs2)
+		}
 		if time.Now().After(deadline) {
 			break
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
-	t.Logf("no-op upgrade left %d DaemonSets and %d pods untouched", len(gens), len(pods))
+	t.Logf("no-op upgrade left %d DaemonSets, %d pods and %d build Jobs untouched", len(gens), len(pods), len(jobs))
 	checkModulesAdopted(t, ctx, version, ex, moduleUIDs)
 
 	// Kernel change: nodes move to a new kernel, a node with another new kernel joins.
@@ -168,6 +180,7 @@ func lifecycle(t *testing.T, version int, ex *example, ch kernelChange) {
 		t.Errorf("after the upgrade a DaemonSet remains for kernel %s, which no node runs any more: %v", ch.from, after)
 	}
 	checkDaemonSetCount(t, after, want2)
+	checkBuilds(t, ctx, modules, want2)
 
 	// Rollback to the first revision with every module: its DaemonSets again.
 	helm(t, ctx, version, "rollback", release, fmt.Sprint(base), "-n", releaseNamespace, "--wait", "--timeout", "3m")
@@ -284,6 +297,7 @@ func checkNothingLeft(t *testing.T, ctx context.Context, modules []*render.Modul
 	t.Helper()
 	var dss, sas, secrets, deps []string
 	var pods map[string]string
+	var jobs map[string]types.UID
 	err := poll(ctx, pollTimeout, func() (bool, error) {
 		var err error
 		if dss, sas, err = releaseObjects(ctx, instanceLabel); err != nil {
@@ -308,10 +322,13 @@ func checkNothingLeft(t *testing.T, ctx context.Context, modules []*render.Modul
 		for uid, v := range p {
 			pods[string(uid)] = v
 		}
-		return len(dss)+len(sas)+len(deps)+len(secrets)+len(pods) == 0, nil
+		if jobs, err = buildJobUIDs(ctx, modules); err != nil {
+			return false, err
+		}
+		return len(dss)+len(sas)+len(deps)+len(secrets)+len(pods)+len(jobs) == 0, nil
 	})
 	if err != nil {
-		t.Fatalf("after uninstall: %v\nDaemonSets %v\nServiceAccounts %v\nDeployments %v\nrelease secrets %v\nloader pods %v", err, dss, sas, deps, secrets, sortedValues(pods))
+		t.Fatalf("after uninstall: %v\nDaemonSets %v\nServiceAccounts %v\nDeployments %v\nrelease secrets %v\nloader pods %v\nbuild Jobs %v", err, dss, sas, deps, secrets, sortedValues(pods), keys(jobs))
 	}
 }
 

@@ -201,8 +201,14 @@ type observed struct {
 	pods     map[string]string // node -> kernel of the DaemonSet that owns its pod
 }
 
+// loaderSelector selects a module's loader DaemonSets and pods (not its build Jobs or device
+// plugin).
+func loaderSelector(m *render.Module) string {
+	return contract.LabelModuleName + "=" + m.Name + "," + contract.LabelRole + "=" + contract.RoleModuleLoader
+}
+
 func observe(ctx context.Context, m *render.Module) (*observed, error) {
-	sel := contract.LabelModuleName + "=" + m.Name
+	sel := loaderSelector(m)
 	o := &observed{dsKernel: map[string]string{}, pods: map[string]string{}}
 	dss, err := kc.Client.AppsV1().DaemonSets(m.Namespace).List(ctx, metav1.ListOptions{LabelSelector: sel})
 	if err != nil {
@@ -373,7 +379,7 @@ func releaseSecrets(ctx context.Context) ([]string, error) {
 func loaderPods(ctx context.Context, modules []*render.Module) (map[types.UID]string, error) {
 	out := map[types.UID]string{}
 	for _, m := range modules {
-		l, err := kc.Client.CoreV1().Pods(m.Namespace).List(ctx, metav1.ListOptions{LabelSelector: contract.LabelModuleName + "=" + m.Name})
+		l, err := kc.Client.CoreV1().Pods(m.Namespace).List(ctx, metav1.ListOptions{LabelSelector: loaderSelector(m)})
 		if err != nil {
 			return nil, err
 		}
