@@ -123,6 +123,10 @@ const (
 	NodeBuildMount = "/kmm/build"
 	NodeBuildRoot  = NodeBuildMount + "/rootfs"
 
+	// DockerfileConfigMapSuffix names the ConfigMap the chart renders from a module's inline
+	// builder.dockerfile: "<module>" + DockerfileConfigMapSuffix.
+	DockerfileConfigMapSuffix = "-dockerfile"
+
 	// Roles of generated objects (LabelRole).
 	RoleBuild        = "build"
 	RoleDevicePlugin = "device-plugin"

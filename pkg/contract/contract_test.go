@@ -37,6 +37,31 @@ func TestChartSpellsTheContract(t *testing.T) {
 			AnnotationModule + `: {{ printf "%s/%s" $ns $m.name }}`,
 			"- name: " + LoaderContainer,
 			LabelPostRendererRequired + ": required",
+			"- name: " + ContainerWaitImage,
+			"- name: " + ContainerSign,
+			AnnotationNodeLoaderImage + ":",
+			`include "kmm.build.container"`,
+		}},
+		{"templates/_helpers.tpl", []string{
+			"- name: " + ContainerBuild,
+			"mountPath: " + NodeBuildMount,
+		}},
+		{"templates/module-build.yaml", []string{
+			"kind: Job",
+			AnnotationExpand + ": " + ExpandModuleBuild,
+			AnnotationModule + `: {{ printf "%s/%s" $ns $m.name }}`,
+			"- name: " + ContainerCheck,
+			`include "kmm.build.container"`,
+			LabelPostRendererRequired + ": required",
+		}},
+		{"templates/module-device-plugin.yaml", []string{
+			"kind: DaemonSet",
+			AnnotationExpand + ": " + ExpandDevicePlugin,
+			AnnotationModule + `: {{ printf "%s/%s" $ns $m.name }}`,
+			LabelPostRendererRequired + ": required",
+		}},
+		{"templates/module-dockerfiles.yaml", []string{
+			`printf "%s` + DockerfileConfigMapSuffix + `" $m.name`,
 		}},
 	}
 	for _, tt := range tests {

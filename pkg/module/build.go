@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	kmmv1beta1 "kmm.dev/kmm/api/v1beta1"
+	"kmm.dev/kmm/pkg/contract"
 )
 
 // Strategy says how a helm-managed module's image is built.
@@ -22,7 +23,7 @@ const (
 
 // DockerfileConfigMapSuffix names the ConfigMap the chart renders from a module's inline
 // builder.dockerfile: "<module>" + DockerfileConfigMapSuffix.
-const DockerfileConfigMapSuffix = "-dockerfile"
+const DockerfileConfigMapSuffix = contract.DockerfileConfigMapSuffix
 
 // Builder is kmm's addition to a helm-managed module's builds: how they run, and an inline
 // Dockerfile. KMM's own build settings (moduleLoader.container.build and each kernel

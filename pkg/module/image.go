@@ -103,6 +103,15 @@ func CheckImageReference(image string) error {
 	return nil
 }
 
+// RegistryHost is the registry an image reference names ("docker.io" when it names none).
+func RegistryHost(image string) string {
+	ref, err := reference.ParseNormalizedNamed(image)
+	if err != nil {
+		return ""
+	}
+	return reference.Domain(ref)
+}
+
 func sortedKeys(m map[string]string) []string {
 	keys := make([]string, 0, len(m))
 	for k := range m {

@@ -338,9 +338,6 @@ func validateBuilds(m *Module, spec *field.Path) field.ErrorList {
 		if s.CertSecret == nil || s.CertSecret.Name == "" {
 			errs = append(errs, field.Required(sp.Child("certSecret"), "the Secret (key `cert`) that holds the signing certificate"))
 		}
-		if s.UnsignedImageRegistryTLS.Insecure || s.UnsignedImageRegistryTLS.InsecureSkipTLSVerify {
-			errs = append(errs, field.Forbidden(sp.Child("unsignedImageRegistryTLS"), "kmm's builds reach registries over TLS only"))
-		}
 		if b != nil {
 			continue
 		}
@@ -363,9 +360,6 @@ func checkBuild(b *kmmv1beta1.Build, p *field.Path) field.ErrorList {
 	var errs field.ErrorList
 	if b.KanikoParams != nil {
 		errs = append(errs, field.Forbidden(p.Child("kanikoParams"), "kmm builds with BuildKit, not Kaniko: set the chart's build.builderImage instead"))
-	}
-	if b.BaseImageRegistryTLS.Insecure || b.BaseImageRegistryTLS.InsecureSkipTLSVerify {
-		errs = append(errs, field.Forbidden(p.Child("baseImageRegistryTLS"), "kmm's builds pull base images over TLS only"))
 	}
 	for i, s := range b.Secrets {
 		for _, msg := range validation.IsDNS1123Subdomain(s.Name) {

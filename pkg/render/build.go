@@ -63,6 +63,9 @@ func newBuildParts(m *Module, bp *module.BuildPlan) buildParts {
 			p.buildMounts = append(p.buildMounts, corev1.VolumeMount{Name: vol, MountPath: secretsMountRoot + "/" + s.Name, ReadOnly: true})
 		}
 		add(&p.buildEnv, "KMM_SECRETS", names...)
+		if b.BaseImageRegistryTLS.Insecure || b.BaseImageRegistryTLS.InsecureSkipTLSVerify {
+			add(&p.buildEnv, "KMM_INSECURE_BASE_IMAGES", "true")
+		}
 	} else {
 		add(&p.buildEnv, "KMM_BUILD", "false")
 	}
@@ -81,6 +84,9 @@ func newBuildParts(m *Module, bp *module.BuildPlan) buildParts {
 	} else {
 		add(signEnv, "KMM_SIGN", "true")
 		add(signEnv, "KMM_UNSIGNED_IMAGE", bp.UnsignedImage)
+		if s.UnsignedImageRegistryTLS.Insecure || s.UnsignedImageRegistryTLS.InsecureSkipTLSVerify {
+			add(signEnv, "KMM_INSECURE_REGISTRIES", module.RegistryHost(bp.UnsignedImage))
+		}
 	}
 	add(signEnv, "KMM_DIR_NAME", dir)
 	add(signEnv, "KMM_FILES_TO_SIGN", s.FilesToSign...)

@@ -234,6 +234,16 @@ func TestExpandBuildJobs(t *testing.T) {
 
 // The Job's name is a hash of its inputs: unchanged inputs give the same Job (helm upgrade
 // leaves it alone), a changed input a new one for the kernels it affects.
+func TestExpandBuildInsecureRegistries(t *testing.T) {
+	mod := strings.Replace(buildModuleJSON, `"selector":{"pool":"build"}}`, `"selector":{"pool":"build"},"baseImageRegistryTLS":{"insecure":true}}`, 1)
+	mod = strings.Replace(mod, `"certSecret":{"name":"sb-cert"},`, `"certSecret":{"name":"sb-cert"},"unsignedImageRegistryTLS":{"insecureSkipTLSVerify":true},`, 1)
+	jobs, _ := expandBuildJobs(t, mod, nil)
+	require.NotEmpty(t, jobs)
+	env := envMap(container(t, jobs[0].Spec.Template.Spec.Containers, contract.ContainerBuild))
+	assert.Equal(t, "true", env["KMM_INSECURE_BASE_IMAGES"])
+	assert.Equal(t, "r.example.com", env["KMM_INSECURE_REGISTRIES"], "the unsigned image's registry")
+}
+
 func TestBuildJobNames(t *testing.T) {
 	base, _ := expandBuildJobs(t, buildModuleJSON, map[string]string{"kmm-demo/kmod-src": "FROM a"})
 	names := func(jobs []batchv1.Job) map[string]string {

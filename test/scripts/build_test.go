@@ -194,6 +194,19 @@ func TestBuild(t *testing.T) {
 			assert.Equal(t, "--oci-worker-no-process-sandbox --config="+s.path("work/buildkitd.toml")+"\n", s.read("calls.log.flags"))
 		},
 	}, {
+		name: "insecure base images: the Dockerfile's registries, each once",
+		env:  map[string]string{"KMM_OUTPUT": "registry", "KMM_IMAGE": img, "KMM_INSECURE_BASE_IMAGES": "true", "KMM_INSECURE_REGISTRIES": lines("reg.local:5000")},
+		setup: func(s *sandbox) {
+			configMapVolume(s, "context2", map[string]string{"dockerfile": "FROM reg.local:5000/base:1 AS builder\n" +
+				"RUN make\nfrom --platform=linux/amd64 localhost/tools:2\nFROM ubuntu:24.04\nFROM mirror.example.com/x/y:3\n"})
+			s.env["KMM_CONTEXT"] = s.path("context2")
+		},
+		check: func(t *testing.T, s *sandbox) {
+			assert.Equal(t, "[registry.\"reg.local:5000\"]\n  http = true\n  insecure = true\n"+
+				"[registry.\"localhost\"]\n  http = true\n  insecure = true\n"+
+				"[registry.\"mirror.example.com\"]\n  http = true\n  insecure = true\n", s.read("work/buildkitd.toml"))
+		},
+	}, {
 		name: "insecure registries without other flags",
 		env: map[string]string{
 			"KMM_OUTPUT": "registry", "KMM_IMAGE": img, "KMM_INSECURE_REGISTRIES": lines("reg.local"),

@@ -31,6 +31,8 @@
 #                            (written by image-exists.sh) nothing is built
 #   KMM_INSECURE_REGISTRIES  list of registry hosts reached over plain HTTP or unverified TLS;
 #                            written to $KMM_WORK/buildkitd.toml, added to BUILDKITD_FLAGS
+#   KMM_INSECURE_BASE_IMAGES "true" (build.baseImageRegistryTLS): the registries the Dockerfile's FROM
+#                            lines name are added to KMM_INSECURE_REGISTRIES
 #   KMM_SCRIPTS              folder holding sign.Dockerfile and sign.sh (default: this script's)
 set -eu
 
@@ -58,6 +60,7 @@ KMM_SIGN_CERT=${KMM_SIGN_CERT:-/kmm/sign/cert/cert.pem}
 KMM_LOCAL_DIR=${KMM_LOCAL_DIR:-}
 KMM_STATE=${KMM_STATE:-/kmm/state}
 KMM_INSECURE_REGISTRIES=${KMM_INSECURE_REGISTRIES:-}
+KMM_INSECURE_BASE_IMAGES=${KMM_INSECURE_BASE_IMAGES:-false}
 case $0 in
 */*) default_scripts=${0%/*} ;;
 *) default_scripts=. ;;
@@ -97,6 +100,34 @@ local)
 	;;
 esac
 
+# insecure_config writes the registries of KMM_INSECURE_REGISTRIES to a buildkitd.toml that
+# allows plain HTTP and unverified TLS for them, and points BUILDKITD_FLAGS at it, once.
+insecure_done=false
+insecure_config() {
+	[ "$insecure_done" = false ] || return 0
+	insecure_done=true
+	toml=$KMM_WORK/buildkitd.toml
+	rm -f "$toml"
+	seen='
+'
+	while IFS= read -r host; do
+		[ -n "$host" ] || continue
+		case $seen in *"
+$host
+"*) continue ;; esac
+		seen="$seen$host
+"
+		printf '[registry."%s"]\n  http = true\n  insecure = true\n' "$host" >>"$toml" || die "could not write $toml"
+		log "registry $host: plain HTTP or unverified TLS allowed"
+	done <<EOF
+$KMM_INSECURE_REGISTRIES
+EOF
+	if [ -f "$toml" ]; then
+		BUILDKITD_FLAGS="${BUILDKITD_FLAGS:+$BUILDKITD_FLAGS }--config=$toml"
+		export BUILDKITD_FLAGS
+	fi
+}
+
 if [ "$KMM_BUILD" = false ]; then
 	# Sign only: the unsigned image is prebuilt (sign.unsignedImage).
 	[ "$sign_registry" = true ] || die "KMM_BUILD is false and KMM_SIGN is not true: nothing to build or sign"
@@ -120,19 +151,21 @@ else
 	mv "$ctx/dockerfile" "$ctx/Dockerfile"
 	log "build context: $ctx"
 
-	toml=$KMM_WORK/buildkitd.toml
-	rm -f "$toml"
-	while IFS= read -r host; do
-		[ -n "$host" ] || continue
-		printf '[registry."%s"]\n  http = true\n  insecure = true\n' "$host" >>"$toml" || die "could not write $toml"
-		log "registry $host: plain HTTP or unverified TLS allowed"
-	done <<EOF
-$KMM_INSECURE_REGISTRIES
-EOF
-	if [ -f "$toml" ]; then
-		BUILDKITD_FLAGS="${BUILDKITD_FLAGS:+$BUILDKITD_FLAGS }--config=$toml"
-		export BUILDKITD_FLAGS
+	if [ "$KMM_INSECURE_BASE_IMAGES" = true ]; then
+		# baseImageRegistryTLS: the registries of the Dockerfile's FROM images.
+		while read -r kw img next _; do
+			case $kw in [Ff][Rr][Oo][Mm]) ;; *) continue ;; esac
+			case $img in --*) img=$next ;; esac
+			case $img in
+			*/*)
+				host=${img%%/*}
+				case $host in *.* | *:* | localhost) KMM_INSECURE_REGISTRIES="$KMM_INSECURE_REGISTRIES
+$host" ;; esac
+				;;
+			esac
+		done <"$ctx/Dockerfile"
 	fi
+	insecure_config
 
 	set -- build --progress=plain --frontend dockerfile.v0 --local "context=$ctx" --local "dockerfile=$ctx"
 	kernel=
@@ -185,6 +218,7 @@ done <<EOF
 $KMM_FILES_TO_SIGN
 EOF
 
+insecure_config
 set -- build --progress=plain --frontend dockerfile.v0 \
 	--local "context=$sign_dir" --local "dockerfile=$sign_dir" \
 	--opt "context:unsigned=docker-image://$KMM_UNSIGNED_IMAGE" \
