@@ -10,6 +10,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/dynamic"
 )
 
@@ -168,14 +169,7 @@ func runningPod(t *testing.T, ctx context.Context, component string) *corev1.Pod
 // would find the old one terminating.
 func waitNoCRDs(t *testing.T, ctx context.Context, dyn dynamic.Interface) {
 	t.Helper()
-	err := poll(ctx, 2*time.Minute, func() (bool, error) {
-		for _, crd := range kmmCRDs {
-			if _, err := dyn.Resource(crdGVR).Get(ctx, crd, metav1.GetOptions{}); err == nil {
-				return false, nil
-			}
-		}
-		return true, nil
-	})
+	err := poll(ctx, 2*time.Minute, func() (bool, error) { return crdsGone(ctx, dyn), nil })
 	if err != nil {
 		t.Fatalf("KMM CRDs of an earlier test are still there: %v", err)
 	}
@@ -185,14 +179,27 @@ func deleteCRDs(t *testing.T, ctx context.Context, dyn dynamic.Interface) {
 	for _, crd := range kmmCRDs {
 		_ = dyn.Resource(crdGVR).Delete(ctx, crd, metav1.DeleteOptions{})
 	}
-	_ = poll(ctx, 60*time.Second, func() (bool, error) {
-		for _, crd := range kmmCRDs {
-			if _, err := dyn.Resource(crdGVR).Get(ctx, crd, metav1.GetOptions{}); err == nil {
-				return false, nil
-			}
+	_ = poll(ctx, 60*time.Second, func() (bool, error) { return crdsGone(ctx, dyn), nil })
+}
+
+// crdsGone reports whether no KMM CRD is left. A CRD deleted right after it was created can
+// meet "storage is (re)initializing" in the API server's CRD finalizer, which then retries with
+// a growing backoff (minutes); an update of the terminating CRD requeues it at once, so each
+// call nudges the terminating ones with an annotation.
+func crdsGone(ctx context.Context, dyn dynamic.Interface) bool {
+	gone := true
+	for _, crd := range kmmCRDs {
+		obj, err := dyn.Resource(crdGVR).Get(ctx, crd, metav1.GetOptions{})
+		if err != nil {
+			continue
 		}
-		return true, nil
-	})
+		gone = false
+		if obj.GetDeletionTimestamp() != nil {
+			patch := fmt.Sprintf(`{"metadata":{"annotations":{"kmm.dev/e2e-nudge":"%d"}}}`, time.Now().UnixNano())
+			_, _ = dyn.Resource(crdGVR).Patch(ctx, crd, types.MergePatchType, []byte(patch), metav1.PatchOptions{})
+		}
+	}
+	return gone
 }
 
 // TestHelmTest runs `helm test`, as the README and the install notes advertise, on a release with

@@ -142,7 +142,7 @@ func TestHelm4PluginReadsKUBECONFIG(t *testing.T) {
 			}
 			t.Fatalf("helm4 template output: %v\n%s", err, out)
 		}
-		if obj.Kind != "DaemonSet" {
+		if obj.Kind != "DaemonSet" || obj.Metadata.Labels[contract.LabelRole] != contract.RoleModuleLoader {
 			continue
 		}
 		if _, unexpanded := obj.Metadata.Annotations[contract.AnnotationExpand]; unexpanded {

@@ -125,24 +125,31 @@ func TestTemplateWithPostRenderer(t *testing.T) {
 
 				objs, err := (&kio.ByteReader{Reader: strings.NewReader(first), OmitReaderAnnotations: true}).Read()
 				require.NoError(t, err)
-				loaders := 0
+				count := map[string]int{} // role -> objects
 				for _, o := range objs {
 					for k, v := range o.GetLabels() {
 						assert.Empty(t, validation.IsValidLabelValue(v), "%s: %s=%s", o.GetName(), k, v)
 					}
-					if o.GetKind() != "DaemonSet" {
+					if o.GetKind() != "DaemonSet" && o.GetKind() != "Job" {
 						continue
 					}
 					assert.Empty(t, validation.IsDNS1123Label(o.GetName()), o.GetName())
 					assert.NotContains(t, o.GetAnnotations(), "render.kmm.dev/expand", "no template survives")
-					assert.NotEmpty(t, o.GetAnnotations()["render.kmm.dev/kernel-version"])
-					assert.Equal(t, "module-loader", o.GetLabels()["kmm.node.kubernetes.io/role"])
-					loaders++
+					role := o.GetLabels()["kmm.node.kubernetes.io/role"]
+					if role != "device-plugin" {
+						assert.NotEmpty(t, o.GetAnnotations()["render.kmm.dev/kernel-version"], "%s %s", o.GetKind(), o.GetName())
+					}
+					count[o.GetKind()+" "+role]++
 				}
-				// Loaders expected per example: one per module and kernel its nodes run and a
-				// mapping matches (see examples/README.md).
-				want := map[string]int{"eks": 4, "gke": 3, "ubuntu": 2}[example]
-				assert.Equal(t, want, loaders)
+				// Per example: a loader per module and kernel its nodes run and a mapping
+				// matches; a build Job per kernel of the registry-built module (kmm-kmod); its
+				// device plugin.
+				want := map[string]map[string]int{
+					"eks":    {"DaemonSet module-loader": 6, "Job build": 1, "DaemonSet device-plugin": 1},
+					"gke":    {"DaemonSet module-loader": 6, "Job build": 1, "DaemonSet device-plugin": 1},
+					"ubuntu": {"DaemonSet module-loader": 4, "Job build": 1, "DaemonSet device-plugin": 1},
+				}[example]
+				assert.Equal(t, want, count)
 			})
 		}
 	}
