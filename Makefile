@@ -77,8 +77,32 @@ apt-deps: ## Install the Debian packages the tests need (shellcheck, busybox) wh
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 
+# Debian packages of the kernel test (test/kernel): qemu-system-x86 boots Debian's cloud kernel
+# (linux-image-cloud-amd64) with a busybox initramfs, the modules are built against its headers
+# (linux-headers-cloud-amd64, which pull in gcc and sign-file) and loaded with kmod, openssl
+# makes the signing key and checks the signatures. Installed with apt-get when missing (as root).
+# Any busybox will do (the test copies the libraries of a dynamic one into the VM);
+# busybox-static is installed when there is none.
+
+.PHONY: kernel-deps
+kernel-deps: ## Install qemu, Debian's cloud kernel and headers, busybox-static and kmod for the kernel test (apt-get, when missing).
+	@missing=""; \
+	command -v qemu-system-x86_64 >/dev/null 2>&1 || missing="$$missing qemu-system-x86"; \
+	command -v busybox >/dev/null 2>&1 || missing="$$missing busybox-static"; \
+	{ command -v kmod && { command -v depmod || test -x /usr/sbin/depmod || test -x /sbin/depmod; }; } >/dev/null 2>&1 || missing="$$missing kmod"; \
+	command -v openssl >/dev/null 2>&1 || missing="$$missing openssl"; \
+	kernel=""; for img in /boot/vmlinuz-*; do v=$${img#/boot/vmlinuz-}; \
+		if [ -f "/usr/src/linux-headers-$$v/Makefile" ] && [ -x "/usr/src/linux-headers-$$v/scripts/sign-file" ]; then kernel=$$v; fi; \
+	done; \
+	[ -n "$$kernel" ] || missing="$$missing linux-image-cloud-amd64 linux-headers-cloud-amd64"; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" != 0 ]; then echo "missing:$$missing; run: sudo apt-get install --no-install-recommends$$missing" >&2; exit 1; fi; \
+		echo "apt-get install$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
 .PHONY: test
-test: apt-deps tools build lint ## Run every test: unit, golden, chart lint and end-to-end against a local control plane.
+test: apt-deps kernel-deps tools build lint ## Run every test: unit, golden, chart lint, a real kernel in qemu and end-to-end against a local control plane.
 	KUBEBUILDER_ASSETS=$(ASSETS) $(GO) test -count=1 ./...
 
 # Packages whose tests take -update to rewrite their golden files.
@@ -86,11 +110,15 @@ GOLDEN_PKGS = $(sort $(dir $(shell grep -rl --include='*_test.go' 'flag\.Bool."u
 
 .PHONY: unit
 unit: apt-deps ## Run the tests that need no control plane and no built tools (quick; works on a fresh clone).
-	$(GO) test -count=1 $$($(GO) list ./... | grep -v -e /test/e2e -e /test/helmcli)
+	$(GO) test -count=1 $$($(GO) list ./... | grep -v -e /test/e2e -e /test/helmcli -e /test/kernel)
 
 .PHONY: e2e
 e2e: tools build ## Run the end-to-end tests only: local control plane, Helm 3 and 4, every example.
 	KUBEBUILDER_ASSETS=$(ASSETS) $(GO) test -count=1 -v -timeout 20m ./test/e2e
+
+.PHONY: kernel-test
+kernel-test: kernel-deps ## Build, sign, load and unload examples/kmod on a real kernel in qemu, with the chart's own scripts.
+	$(GO) test -count=1 -v ./test/kernel
 
 .PHONY: golden
 golden: ## Rewrite every golden file after an intended change (then review git diff).

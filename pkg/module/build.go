@@ -118,9 +118,18 @@ func (m *Module) BuildPlanFor(i int, kernel, image string) (*BuildPlan, error) {
 		}
 	}
 	if s != nil {
+		// filesToSign are paths, not image tags: the kernel goes in as the build got it (a '+'
+		// inside, as in Debian's 6.12.117+deb12, stays), so that they name the files the build
+		// installed. KMM substitutes the tag-safe form and misses such kernels' files.
+		pathVars := make(map[string]string, len(vars))
+		for k, v := range vars {
+			pathVars[k] = v
+		}
+		pathVars["KERNEL_FULL_VERSION"] = MatchKernel(kernel)
+		pathVars["KERNEL_VERSION"] = MatchKernel(kernel)
 		files := make([]string, len(s.FilesToSign))
 		for j, f := range s.FilesToSign {
-			out, err := SubstituteImage(f, vars)
+			out, err := SubstituteImage(f, pathVars)
 			if err != nil {
 				return nil, fmt.Errorf("module %s: kernelMappings[%d]: filesToSign: %w", m.ID(), i, err)
 			}

@@ -101,6 +101,19 @@ func TestBuildPlanFor(t *testing.T) {
 	}
 }
 
+// filesToSign name the files the build installed: Debian's "6.12.117+deb12-cloud-amd64" keeps its
+// '+' there, while the image tag gets "_" (KMM substitutes the tag form in both, and misses).
+func TestBuildPlanFilesToSignKeepTheKernel(t *testing.T) {
+	const kernel = "6.12.117+deb12-cloud-amd64"
+	m := valid(ViaHelm)
+	container(m).Build = &kmmv1beta1.Build{DockerfileConfigMap: cm("df")}
+	container(m).Sign = &kmmv1beta1.Sign{KeySecret: cm("key"), CertSecret: cm("cert"), FilesToSign: []string{"/opt/lib/modules/${KERNEL_FULL_VERSION}/extra/a.ko"}}
+	p, err := m.BuildPlanFor(0, kernel, "r/ptp:6.12.117_deb12-cloud-amd64")
+	require.NoError(t, err)
+	assert.Equal(t, []string{"/opt/lib/modules/6.12.117+deb12-cloud-amd64/extra/a.ko"}, p.Sign.FilesToSign)
+	assert.Contains(t, p.Args, kmmv1beta1.BuildArg{Name: "KERNEL_VERSION", Value: "6.12.117+deb12-cloud-amd64"})
+}
+
 func TestIntermediateImage(t *testing.T) {
 	assert.Equal(t, "r.example.com:5000/ptp:v1_ns_m_kmm_unsigned", IntermediateImage("r.example.com:5000/ptp:v1", "m", "ns"))
 	assert.Equal(t, "r.example.com:5000/ptp:ns_m_kmm_unsigned", IntermediateImage("r.example.com:5000/ptp", "m", "ns"))
