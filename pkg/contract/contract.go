@@ -86,6 +86,18 @@ const (
 	AnnotationPlatform = "render.kmm.dev/platform"
 	AnnotationOS       = "render.kmm.dev/os"
 
+	// LabelPlatform and LabelOS carry, as labels of generated objects and their pods (not their
+	// selectors), where the objects' nodes run: the platform and OS family when they all agree,
+	// PlatformMixed when they span several (the annotations list them), "other" for an OS
+	// family that is no label value. The module list's AnnotationPlatformLabels: "false" turns
+	// them off.
+	LabelPlatform = "render.kmm.dev/platform"
+	LabelOS       = "render.kmm.dev/os"
+	PlatformMixed = "mixed"
+	// AnnotationPlatformLabels, on the module list ConfigMap, is "false" when the chart's
+	// platformLabels value turns the platform labels off.
+	AnnotationPlatformLabels = "render.kmm.dev/platform-labels"
+
 	// LabelKernel carries the kernel label value on generated objects and their pods.
 	LabelKernel = "render.kmm.dev/kernel"
 	// LabelKernelHash tells generated objects' pods apart when label values fold kernels.

@@ -29,6 +29,7 @@ func TestChartSpellsTheContract(t *testing.T) {
 		{"templates/modules-configmap.yaml", []string{
 			"kind: ConfigMap",
 			AnnotationModules + ": " + ModulesFormat,
+			AnnotationPlatformLabels + `: "false"`,
 			ModulesKey + ":",
 		}},
 		{"templates/module-loader.yaml", []string{

@@ -46,3 +46,37 @@ func TestCapturedHelmInputs(t *testing.T) {
 		})
 	}
 }
+
+// The chart's platformLabels value reaches kmm-render through the module list's annotation.
+func TestPlatformLabelsCanBeTurnedOff(t *testing.T) {
+	in, err := os.ReadFile(filepath.Join("testdata", "helm3-eks.input.yaml"))
+	require.NoError(t, err)
+	const marker = "    render.kmm.dev/modules: v1\n"
+	require.Contains(t, string(in), marker)
+	for _, tt := range []struct {
+		name   string
+		input  string
+		labels bool
+	}{
+		{"default", string(in), true},
+		{"off", strings.Replace(string(in), marker, marker+"    render.kmm.dev/platform-labels: \"false\"\n", 1), false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			out, err := New(Options{Nodes: FileNodes("../../examples/eks/nodes.yaml")}).Run(context.Background(), []byte(tt.input))
+			require.NoError(t, err)
+			loaders := 0
+			for _, o := range parseAll(t, string(out)) {
+				if o.GetLabels()["kmm.node.kubernetes.io/role"] != "module-loader" {
+					continue
+				}
+				loaders++
+				_, has := o.GetLabels()["render.kmm.dev/os"]
+				assert.Equal(t, tt.labels, has, o.GetName())
+				if tt.labels {
+					assert.Equal(t, "eks", o.GetLabels()["render.kmm.dev/platform"], o.GetName())
+				}
+			}
+			assert.NotZero(t, loaders)
+		})
+	}
+}

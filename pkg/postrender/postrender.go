@@ -128,7 +128,8 @@ func (r *Renderer) Run(ctx context.Context, manifests []byte) ([]byte, error) {
 		return nil, err
 	}
 	// Build Jobs first: loaders name the Job that builds their image.
-	o := render.ExpandOptions{KernelLabel: r.o.KernelLabel, ConfigMaps: in.configMaps, BuildJobs: map[string]string{}}
+	o := render.ExpandOptions{KernelLabel: r.o.KernelLabel, ConfigMaps: in.configMaps, BuildJobs: map[string]string{},
+		PlatformLabels: in.listDoc == nil || in.listDoc.node.GetAnnotations()[contract.AnnotationPlatformLabels] != "false"}
 	generated := map[*document][]*yaml.RNode{}
 	for _, pass := range []func(kind string) bool{
 		func(kind string) bool { return kind == contract.ExpandModuleBuild },

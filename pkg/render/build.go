@@ -136,7 +136,7 @@ func (t *Template) expandBuilds(p *Plan, o ExpandOptions) ([]*yaml.RNode, error)
 func (t *Template) expandBuild(tg Target, bp *module.BuildPlan, o ExpandOptions) (*yaml.RNode, error) {
 	m := t.Module
 	job := t.Node.Copy()
-	if err := t.stamp(job, tg, contract.RoleBuild, false); err != nil {
+	if err := t.stamp(job, tg, contract.RoleBuild, false, o); err != nil {
 		return nil, err
 	}
 	// KMM builds on the build selector's nodes, else the module's: the kernel comes from the

@@ -434,3 +434,35 @@ func TestExpandDevicePlugin(t *testing.T) {
 	require.NoError(t, err)
 	assert.Empty(t, none, "no loader anywhere: no device plugin")
 }
+
+func TestPlatformLabelValue(t *testing.T) {
+	for in, want := range map[string]string{
+		"eks": "eks", "al2023": "al2023", "eks,gke": "mixed", "al2,al2023": "mixed", "": "unknown",
+		"Debian GNU/Linux 12 (bookworm)": "other",
+	} {
+		assert.Equal(t, want, PlatformLabelValue(in), in)
+	}
+}
+
+// Platform labels go on the objects and their pods, never on the (immutable) selector.
+func TestExpandPlatformLabels(t *testing.T) {
+	tpl := parseTemplate(t, templateYAML("DaemonSet", goodAnnotations, goodContainers))
+	p := &Plan{Module: tpl.Module, Targets: []Target{{Kernel: "5.15.0-105-generic", LabelValue: "5.15.0-105-generic", Image: "r/kmm-ci-a:1",
+		Platform: "ubuntu", OS: "Ubuntu 22.04,ubuntu"}}}
+	for _, on := range []bool{true, false} {
+		out, err := tpl.Expand(p, ExpandOptions{KernelLabel: kl, PlatformLabels: on})
+		require.NoError(t, err)
+		ds := decodeDS(t, out[0])
+		for _, labels := range []map[string]string{ds.Labels, ds.Spec.Template.Labels} {
+			if on {
+				assert.Equal(t, "ubuntu", labels[contract.LabelPlatform])
+				assert.Equal(t, "mixed", labels[contract.LabelOS], "nodes of two OS families")
+			} else {
+				assert.NotContains(t, labels, contract.LabelPlatform)
+				assert.NotContains(t, labels, contract.LabelOS)
+			}
+		}
+		assert.NotContains(t, ds.Spec.Selector.MatchLabels, contract.LabelPlatform)
+		assert.Equal(t, "Ubuntu 22.04,ubuntu", ds.Annotations[contract.AnnotationOS], "the annotation lists them")
+	}
+}

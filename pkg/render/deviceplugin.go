@@ -2,6 +2,7 @@ package render
 
 import (
 	"sort"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/kustomize/kyaml/yaml"
@@ -40,6 +41,18 @@ func (t *Template) expandDevicePlugin(p *Plan, o ExpandOptions) ([]*yaml.RNode, 
 			return nil, err
 		}
 	}
+	platforms, oses := map[string]bool{}, map[string]bool{}
+	for _, tg := range p.Targets {
+		for _, v := range strings.Split(tg.Platform, ",") {
+			platforms[v] = v != ""
+		}
+		for _, v := range strings.Split(tg.OS, ",") {
+			oses[v] = v != ""
+		}
+	}
+	if err := setPlatformLabels(ds, joinSet(platforms), joinSet(oses), o); err != nil {
+		return nil, err
+	}
 	if err := setStrings(ds, append(append([]string{}, podSpecPath...), "nodeSelector"), m.Selector, true); err != nil {
 		return nil, err
 	}
@@ -60,4 +73,16 @@ func (t *Template) expandDevicePlugin(p *Plan, o ExpandOptions) ([]*yaml.RNode, 
 		return nil, err
 	}
 	return []*yaml.RNode{ds}, nil
+}
+
+// joinSet is the sorted, comma-separated set of the keys that are true.
+func joinSet(set map[string]bool) string {
+	var out []string
+	for k, ok := range set {
+		if ok {
+			out = append(out, k)
+		}
+	}
+	sort.Strings(out)
+	return strings.Join(out, ",")
 }

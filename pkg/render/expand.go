@@ -28,6 +28,8 @@ type ExpandOptions struct {
 	// ConfigMaps holds the data of the ConfigMaps the input renders, by "<namespace>/<name>",
 	// as one string each: a build Job's name covers its Dockerfile when the chart renders it.
 	ConfigMaps map[string]string
+	// PlatformLabels puts the contract.LabelPlatform and LabelOS labels on generated objects.
+	PlatformLabels bool
 	// BuildJobs is filled by expanding build templates and read by expanding loaders: the name
 	// of the Job that builds a module's image for a kernel, by BuildJobKey. Expand build
 	// templates first.
@@ -118,7 +120,7 @@ func (t *Template) Expand(p *Plan, o ExpandOptions) ([]*yaml.RNode, error) {
 // stamp sets what every object generated for a target carries: KMM's labels and the kernel's,
 // on the object, its pods and (with selector) its selector, and annotations that record the
 // raw kernel, the mapping and where the kernel's nodes run.
-func (t *Template) stamp(n *yaml.RNode, tg Target, role string, selector bool) error {
+func (t *Template) stamp(n *yaml.RNode, tg Target, role string, selector bool, o ExpandOptions) error {
 	m := t.Module
 	labels := map[string]string{
 		contract.LabelModuleName:      m.Name,
@@ -150,7 +152,37 @@ func (t *Template) stamp(n *yaml.RNode, tg Target, role string, selector bool) e
 			return fmt.Errorf("setting %v: %w", path, err)
 		}
 	}
+	return setPlatformLabels(n, tg.Platform, tg.OS, o)
+}
+
+// setPlatformLabels labels the object and its pods (not its selector, which is immutable) with
+// where its nodes run, when o asks for it.
+func setPlatformLabels(n *yaml.RNode, platforms, oses string, o ExpandOptions) error {
+	if !o.PlatformLabels {
+		return nil
+	}
+	labels := map[string]string{contract.LabelPlatform: PlatformLabelValue(platforms), contract.LabelOS: PlatformLabelValue(oses)}
+	for _, path := range [][]string{{"metadata", "labels"}, {"spec", "template", "metadata", "labels"}} {
+		if err := setStrings(n, path, labels, false); err != nil {
+			return fmt.Errorf("setting %v: %w", path, err)
+		}
+	}
 	return nil
+}
+
+// PlatformLabelValue is the label value of a comma-separated set of platforms or OS families:
+// the one value, contract.PlatformMixed for several, "other" for one that is no label value,
+// "unknown" for none.
+func PlatformLabelValue(set string) string {
+	switch {
+	case set == "":
+		return "unknown"
+	case strings.Contains(set, ","):
+		return contract.PlatformMixed
+	case len(validation.IsValidLabelValue(set)) > 0:
+		return "other"
+	}
+	return set
 }
 
 // setStrings sets string fields under path, keys in sorted order. With replace, the mapping at

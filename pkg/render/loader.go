@@ -107,7 +107,7 @@ func (t *Template) expandLoader(tg Target, o ExpandOptions) (*yaml.RNode, error)
 	if err := ds.PipeE(yaml.ClearAnnotation(contract.AnnotationNodeLoaderImage)); err != nil {
 		return nil, err
 	}
-	if err := t.stamp(ds, tg, contract.RoleModuleLoader, true); err != nil {
+	if err := t.stamp(ds, tg, contract.RoleModuleLoader, true, o); err != nil {
 		return nil, err
 	}
 	selector := make(map[string]string, len(m.Selector)+1)
