@@ -185,6 +185,12 @@ generate: ## Regenerate deepcopy code and CRDs (controller-gen), the chart's CRD
 chart-readme: ## Regenerate charts/kmm/README.md from values.yaml and values.schema.json.
 	$(GO) run ./hack/chartdoc
 
+EKS_KERNELS_TSV ?= ../shared/data/eks-ami-kernels.tsv
+
+.PHONY: eks-kernels
+eks-kernels: ## Refresh pkg/amikernels' EKS AMI kernel data from EKS_KERNELS_TSV (default ../shared/data/eks-ami-kernels.tsv).
+	$(GO) run ./hack/amikernels -in $(EKS_KERNELS_TSV) -out pkg/amikernels/eks-ami-kernels.tsv
+
 .PHONY: check-generated
 check-generated: ## Fail if generated code, CRDs, the chart's CRD templates, schema or README are stale.
 	@tmp=$$(mktemp -d) && cp -r api config $$tmp/ && \

@@ -80,6 +80,8 @@ var ownProperties = `{
   "via": {"enum": ["helm", "operator"],
     "description": "helm (default): loader DaemonSets rendered by this chart and kmm-render. operator: a KMM Module for the KMM controller."},
   "loader": {"$ref": "#/properties/loader", "description": "Per-module overrides of the top-level loader defaults (via: helm)."},
+  "allowCOS": {"type": "boolean",
+    "description": "Load on Container-Optimized OS CPU/TPU nodes too (via: helm); their LoadPin refuses out-of-tree modules unless it is off."},
   "builder": {"type": "object", "additionalProperties": false,
     "description": "How the module's builds run (via: helm): strategy (registry or node) and an inline Dockerfile.",
     "properties": {
@@ -126,7 +128,7 @@ const moduleRules = `[
       }
     }}}}}},
   {"if": {"required": ["via"], "properties": {"via": {"const": "operator"}}},
-   "then": {"not": {"required": ["builder"]},
+   "then": {"not": {"anyOf": [{"required": ["builder"]}, {"required": ["allowCOS"]}]},
      "properties": {"moduleLoader": {"properties": {"container": {"properties": {"kernelMappings": {
      "items": {"required": ["containerImage"]}}}}}}}}},
   {"if": {"not": {"required": ["via"], "properties": {"via": {"const": "operator"}}}},

@@ -48,6 +48,10 @@ type Module struct {
 	Loader *LoaderOverrides `json:"loader,omitempty"`
 	// Builder says how a helm-managed module's builds run (via: helm).
 	Builder *Builder `json:"builder,omitempty"`
+	// AllowCOS lets a helm-managed module's loaders run on Container-Optimized OS CPU and TPU
+	// nodes, whose LoadPin refuses out-of-tree modules unless it is turned off there. Without
+	// it those nodes get no loader.
+	AllowCOS bool `json:"allowCOS,omitempty"`
 }
 
 // LoaderOverrides are the per-module overrides of the chart's `loader:` values.

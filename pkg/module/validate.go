@@ -60,8 +60,13 @@ func (m *Module) Validate(p Paths) field.ErrorList {
 	errs = append(errs, validateTolerations(m.Tolerations, spec.Child("tolerations"))...)
 	if !m.Operator() {
 		errs = append(errs, helmOnly(m, spec)...)
-	} else if m.Builder != nil {
-		errs = append(errs, field.Forbidden(spec.Child("builder"), "builder configures kmm's own builds; the KMM controller builds `via: operator` modules with its own settings"))
+	} else {
+		if m.Builder != nil {
+			errs = append(errs, field.Forbidden(spec.Child("builder"), "builder configures kmm's own builds; the KMM controller builds `via: operator` modules with its own settings"))
+		}
+		if m.AllowCOS {
+			errs = append(errs, field.Forbidden(spec.Child("allowCOS"), "allowCOS places kmm's own loaders; the KMM controller places `via: operator` modules itself"))
+		}
 	}
 	c := m.Container()
 	if c == nil {

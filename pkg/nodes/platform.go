@@ -21,6 +21,7 @@ const (
 	LabelEKSComputeType = "eks.amazonaws.com/compute-type"
 	LabelGKENodepool    = "cloud.google.com/gke-nodepool"
 	LabelGKEOSDistro    = "cloud.google.com/gke-os-distribution"
+	LabelGKEAccelerator = "cloud.google.com/gke-accelerator"
 )
 
 // Detect tells the platform from the provider ID (aws:// or gce://), the managed node group
@@ -55,6 +56,13 @@ func OSFamily(n Node) string {
 	default:
 		return img
 	}
+}
+
+// LoadPinRefuses reports whether the node runs a Container-Optimized OS image whose LoadPin
+// refuses out-of-tree modules: COS CPU and TPU images (GPU node pools, labelled with their
+// accelerator, load GPU drivers).
+func LoadPinRefuses(n Node) bool {
+	return OSFamily(n) == "cos" && !hasLabel(n, LabelGKEAccelerator)
 }
 
 // RunsDaemonSets is false for nodes where no DaemonSet pod can run: EKS Fargate.

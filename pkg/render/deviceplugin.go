@@ -56,15 +56,25 @@ func (t *Template) expandDevicePlugin(p *Plan, o ExpandOptions) ([]*yaml.RNode, 
 	if err := setStrings(ds, append(append([]string{}, podSpecPath...), "nodeSelector"), m.Selector, true); err != nil {
 		return nil, err
 	}
-	values := make([]string, 0, len(p.Targets))
+	// One term for the kernels whose every selected node has a loader; one more per kernel whose
+	// loader is restricted further (terms are ORed).
+	var values []string
+	var terms []corev1.NodeSelectorTerm
 	for _, tg := range p.Targets {
-		values = append(values, tg.LabelValue)
+		if len(tg.Require) == 0 {
+			values = append(values, tg.LabelValue)
+			continue
+		}
+		terms = append(terms, corev1.NodeSelectorTerm{MatchExpressions: append([]corev1.NodeSelectorRequirement{
+			{Key: o.KernelLabel, Operator: corev1.NodeSelectorOpIn, Values: []string{tg.LabelValue}}}, tg.Require...)})
 	}
-	sort.Strings(values)
+	if len(values) > 0 {
+		sort.Strings(values)
+		terms = append([]corev1.NodeSelectorTerm{{MatchExpressions: []corev1.NodeSelectorRequirement{
+			{Key: o.KernelLabel, Operator: corev1.NodeSelectorOpIn, Values: values}}}}, terms...)
+	}
 	affinity, err := toRNode(corev1.Affinity{NodeAffinity: &corev1.NodeAffinity{
-		RequiredDuringSchedulingIgnoredDuringExecution: &corev1.NodeSelector{NodeSelectorTerms: []corev1.NodeSelectorTerm{{
-			MatchExpressions: []corev1.NodeSelectorRequirement{{Key: o.KernelLabel, Operator: corev1.NodeSelectorOpIn, Values: values}},
-		}}},
+		RequiredDuringSchedulingIgnoredDuringExecution: &corev1.NodeSelector{NodeSelectorTerms: terms},
 	}})
 	if err != nil {
 		return nil, err

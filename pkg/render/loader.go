@@ -118,6 +118,16 @@ func (t *Template) expandLoader(tg Target, o ExpandOptions) (*yaml.RNode, error)
 	if err := setStrings(ds, append(append([]string{}, podSpecPath...), "nodeSelector"), selector, true); err != nil {
 		return nil, fmt.Errorf("setting the nodeSelector: %w", err)
 	}
+	if len(tg.Require) > 0 {
+		affinity, err := toRNode(corev1.NodeAffinity{RequiredDuringSchedulingIgnoredDuringExecution: &corev1.NodeSelector{
+			NodeSelectorTerms: []corev1.NodeSelectorTerm{{MatchExpressions: tg.Require}}}})
+		if err != nil {
+			return nil, err
+		}
+		if err := ds.PipeE(yaml.LookupCreate(yaml.MappingNode, append(append([]string{}, podSpecPath...), "affinity")...), yaml.SetField("nodeAffinity", affinity)); err != nil {
+			return nil, fmt.Errorf("setting the node affinity: %w", err)
+		}
+	}
 	c, err := podContainer(ds, "containers", contract.LoaderContainer)
 	if err != nil {
 		return nil, err

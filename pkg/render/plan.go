@@ -13,6 +13,10 @@ import (
 
 // Target is one kernel a module gets a loader for.
 type Target struct {
+	// Require are node requirements beyond the selector and the kernel label: the target's
+	// nodes meet them and the kernel's other nodes do not (COS CPU nodes a GPU pool shares its
+	// kernel with).
+	Require    []corev1.NodeSelectorRequirement
 	Kernel     string // raw, as the nodes report it
 	LabelValue string // the kernel label value its nodes carry
 	Mapping    int    // index of the kernel mapping that matched
@@ -100,13 +104,23 @@ func NewPlanForGroups(m *Module, groups []nodes.KernelGroup, kernelLabel string)
 	var labelled []nodes.Node      // selected nodes that carry the kernel label
 	for _, all := range groups {
 		g := nodes.KernelGroup{Kernel: all.Kernel}
+		var loadPin []string // selected COS CPU/TPU nodes, which get no loader
 		for _, n := range all.Nodes {
+			if Selects(m.Selector, m.Tolerations, n) && kernelLabel != "" && !m.AllowCOS && nodes.LoadPinRefuses(n) {
+				loadPin = append(loadPin, n.Name)
+				continue
+			}
 			if Selects(m.Selector, m.Tolerations, n) {
 				g.Nodes = append(g.Nodes, n)
 				if _, ok := n.Labels[kernelLabel]; ok && kernelLabel != "" {
 					labelled = append(labelled, n)
 				}
 			}
+		}
+		if len(loadPin) > 0 {
+			p.Warnings = append(p.Warnings, fmt.Sprintf("module %s: kernel %s: node(s) %s run Container-Optimized OS CPU or TPU images, whose LoadPin refuses out-of-tree modules: they get no loader. "+
+				"Move the module to an Ubuntu node pool (--image-type=UBUNTU_CONTAINERD) or a GPU pool, or set allowCOS: true on the module if LoadPin is off on these nodes",
+				m.ID(), all.Kernel, strings.Join(loadPin, ", ")))
 		}
 		if len(g.Nodes) == 0 {
 			continue
@@ -143,9 +157,10 @@ func NewPlanForGroups(m *Module, groups []nodes.KernelGroup, kernelLabel string)
 		tg := Target{Kernel: g.Kernel, LabelValue: value, Mapping: idx, Image: img, Nodes: names,
 			Platform: nodes.Platforms(g.Nodes),
 			OS:       nodes.OSFamilies(g.Nodes)}
-		if strings.Contains(tg.OS, "cos") {
-			p.Warnings = append(p.Warnings, fmt.Sprintf("module %s: kernel %s runs on Container-Optimized OS (node(s) %s): COS enforces LoadPin, which refuses out-of-tree modules on CPU and TPU node images; use a GPU or Ubuntu node image for these nodes or expect modprobe to fail",
-				m.ID(), g.Kernel, strings.Join(names, ", ")))
+		if len(loadPin) > 0 {
+			// The kernel's COS CPU nodes carry the same kernel label: keep its loader on the
+			// accelerator nodes.
+			tg.Require = []corev1.NodeSelectorRequirement{{Key: nodes.LabelGKEAccelerator, Operator: corev1.NodeSelectorOpExists}}
 		}
 		p.Targets = append(p.Targets, tg)
 	}

@@ -1,6 +1,7 @@
 package render
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -520,10 +521,9 @@ func TestPlanPlatforms(t *testing.T) {
 		got[tg.Kernel] = [2]string{tg.Platform, tg.OS}
 	}
 	assert.Equal(t, map[string][2]string{
-		"5.10.109+":                    {"gke", "cos"},
 		"5.4.196-108.356.amzn2.x86_64": {"eks", "al2"},
 		"6.8.0-51-generic":             {"ubuntu", "ubuntu"},
-	}, got, "EKS Fargate nodes run no DaemonSet and get no target")
+	}, got, "EKS Fargate nodes run no DaemonSet and get no target; COS CPU nodes refuse out-of-tree modules (LoadPin)")
 	var cos []string
 	for _, w := range p.Warnings {
 		if strings.Contains(w, "LoadPin") {
@@ -531,5 +531,50 @@ func TestPlanPlatforms(t *testing.T) {
 		}
 	}
 	require.Len(t, cos, 1, "warnings: %q", p.Warnings)
-	assert.Contains(t, cos[0], "kernel 5.10.109+ runs on Container-Optimized OS (node(s) cos)")
+	assert.Contains(t, cos[0], "module kmm/m: kernel 5.10.109+: node(s) cos run Container-Optimized OS CPU or TPU images")
+	assert.Contains(t, cos[0], "--image-type=UBUNTU_CONTAINERD", "the fix")
+	assert.Contains(t, cos[0], "allowCOS: true", "the opt-in")
+}
+
+// COS: CPU nodes are refused unless the module opts in; a GPU pool (accelerator label) on the
+// same kernel keeps its loader, restricted to the accelerator nodes.
+func TestPlanCOSLoadPin(t *testing.T) {
+	const mod = `{"name":"m","namespace":"kmm","selector":{"kubernetes.io/os":"linux"},%s
+		"moduleLoader":{"container":{"containerImage":"r/m:${KERNEL_FULL_VERSION}","modprobe":{"moduleName":"m"},"kernelMappings":[{"regexp":"."}]}}}`
+	cos := func(name string, gpu bool) nodes.Node {
+		n := node(name, "6.1.100+", linux, kl+"=6.1.100")
+		n.OSImage = "Container-Optimized OS from Google"
+		if gpu {
+			n.Labels["cloud.google.com/gke-accelerator"] = "nvidia-l4"
+		}
+		return n
+	}
+	gpuOnly := []corev1.NodeSelectorRequirement{{Key: "cloud.google.com/gke-accelerator", Operator: corev1.NodeSelectorOpExists}}
+	tests := []struct {
+		name     string
+		allow    string
+		nodes    []nodes.Node
+		targets  map[string][]string // kernel -> nodes
+		require  []corev1.NodeSelectorRequirement
+		warnings int
+	}{
+		{name: "CPU pool refused", nodes: []nodes.Node{cos("cpu-1", false), cos("cpu-2", false)}, targets: map[string][]string{}, warnings: 1},
+		{name: "CPU pool, opted in", allow: `"allowCOS":true,`, nodes: []nodes.Node{cos("cpu-1", false)}, targets: map[string][]string{"6.1.100+": {"cpu-1"}}},
+		{name: "GPU pool", nodes: []nodes.Node{cos("gpu-1", true)}, targets: map[string][]string{"6.1.100+": {"gpu-1"}}},
+		{name: "GPU and CPU pools on one kernel", nodes: []nodes.Node{cos("cpu-1", false), cos("gpu-1", true)},
+			targets: map[string][]string{"6.1.100+": {"gpu-1"}}, require: gpuOnly, warnings: 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p, err := NewPlan(compile(t, fmt.Sprintf(mod, tt.allow)), tt.nodes, kl)
+			require.NoError(t, err)
+			got := map[string][]string{}
+			for _, tg := range p.Targets {
+				got[tg.Kernel] = tg.Nodes
+				assert.Equal(t, tt.require, tg.Require)
+			}
+			assert.Equal(t, tt.targets, got)
+			assert.Len(t, p.Warnings, tt.warnings, "%q", p.Warnings)
+		})
+	}
 }

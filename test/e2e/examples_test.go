@@ -38,9 +38,10 @@ var changes = map[string]kernelChange{
 		from: "5.4.190-107.353.amzn2.x86_64", to: "5.4.209-116.367.amzn2.x86_64",
 		cloneKernel: "6.1.112-122.189.amzn2023.x86_64", newKernel: "6.1.115-126.197.amzn2023.x86_64",
 	},
+	// The COS pool gets no loader (LoadPin), so the Ubuntu pool's kernel moves.
 	"gke": {
-		from: "5.10.109+", to: "6.1.112+",
-		cloneKernel: "5.15.0-1034-gke", newKernel: "5.15.0-1049-gke",
+		from: "5.15.0-1034-gke", to: "5.15.0-1049-gke",
+		cloneKernel: "5.15.0-1034-gke", newKernel: "5.15.0-1052-gke",
 	},
 	"ubuntu": {
 		from: "6.8.0-51-generic", to: "6.8.0-52-generic",

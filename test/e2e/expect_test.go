@@ -159,8 +159,8 @@ func cleanupRelease(t *testing.T, ctx context.Context) {
 type placement map[string]map[string]string // module ID -> node -> kernel
 
 // expected computes, from nodes and values alone, where each module's loaders must run: on
-// every node that its selector picks, whose taints it tolerates, that carries the kernel label
-// and whose kernel a mapping matches.
+// every node that its selector picks, whose taints it tolerates, that carries the kernel label,
+// whose kernel a mapping matches, and that is no COS CPU node (unless the module allows it).
 func expected(modules []*render.Module, ns []nodes.Node) placement {
 	out := placement{}
 	for _, m := range modules {
@@ -173,6 +173,11 @@ func expected(modules []*render.Module, ns []nodes.Node) placement {
 				continue
 			}
 			if m.Mappings.Match(n.Kernel) < 0 {
+				continue
+			}
+			// COS CPU and TPU images (no accelerator label) refuse out-of-tree modules
+			// (LoadPin): no loader there unless the module opts in.
+			if strings.HasPrefix(n.OSImage, "Container-Optimized OS") && n.Labels["cloud.google.com/gke-accelerator"] == "" && !m.AllowCOS {
 				continue
 			}
 			want[n.Name] = n.Kernel

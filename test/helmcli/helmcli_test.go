@@ -146,7 +146,7 @@ func TestTemplateWithPostRenderer(t *testing.T) {
 				// device plugin.
 				want := map[string]map[string]int{
 					"eks":    {"DaemonSet module-loader": 6, "Job build": 1, "DaemonSet device-plugin": 1},
-					"gke":    {"DaemonSet module-loader": 6, "Job build": 1, "DaemonSet device-plugin": 1},
+					"gke":    {"DaemonSet module-loader": 3, "Job build": 1, "DaemonSet device-plugin": 1},
 					"ubuntu": {"DaemonSet module-loader": 4, "Job build": 1, "DaemonSet device-plugin": 1},
 				}[example]
 				assert.Equal(t, want, count)
