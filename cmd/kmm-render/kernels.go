@@ -25,11 +25,12 @@ amazon-eks-ami CHANGELOG (older entries name no kernel per AMI type).
 
 --since keeps the releases at or after an AMI release (v20240315) or a release version
 (1.31.2-20240315, as the node group shows it). -o values prints the distinct node kernels
-(status.nodeInfo.kernelVersion), sorted by version, as YAML to paste into the chart's values:
+(status.nodeInfo.kernelVersion), sorted by version, as a YAML list (extraKernels), to check
+kernel mappings against (the chart does not read an extraKernels value yet):
 
   kmm-render kernels --eks 1.31 --ami-type AL2023_x86_64_STANDARD --since v20250101
   kmm-render kernels --eks 1.31 --ami-type AL2023_x86_64_STANDARD,AL2023_ARM_64_STANDARD \
-      --since 1.31.7-20250505 -o values >> my-values.yaml`,
+      --since 1.31.7-20250505 -o values > kernels.yaml`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if output != "table" && output != "values" {
@@ -63,7 +64,7 @@ amazon-eks-ami CHANGELOG (older entries name no kernel per AMI type).
 	fl.StringVar(&q.KubernetesMinor, "eks", "", "the cluster's Kubernetes minor version, e.g. 1.31 (required)")
 	fl.StringSliceVar(&q.AMITypes, "ami-type", nil, "only this AMI type, e.g. AL2023_x86_64_STANDARD, AL2023_ARM_64_STANDARD, AL2_x86_64 (repeatable, or comma-separated)")
 	fl.StringVar(&q.Since, "since", "", "only releases at or after this AMI release (v20240315) or release version (1.31.2-20240315)")
-	fl.StringVarP(&output, "output", "o", "table", "output format: table or values (extraKernels YAML for the chart)")
+	fl.StringVarP(&output, "output", "o", "table", "output format: table or values (the node kernels as a YAML list, extraKernels)")
 	// The data's range goes into the help only when help is asked for: parsing the data on
 	// every start would slow the post-renderer down.
 	help := cmd.HelpFunc()
