@@ -189,6 +189,10 @@ EKS_KERNELS_TSV ?= ../shared/data/eks-ami-kernels.tsv
 
 .PHONY: eks-kernels
 eks-kernels: ## Refresh pkg/amikernels' EKS AMI kernel data from EKS_KERNELS_TSV (default ../shared/data/eks-ami-kernels.tsv).
+	@if [ ! -f "$(EKS_KERNELS_TSV)" ]; then \
+		echo "eks-kernels: no $(EKS_KERNELS_TSV) here, nothing to refresh: the shipped pkg/amikernels/eks-ami-kernels.tsv stays. Pass the amazon-eks-ami CHANGELOG table (columns ami_release, kubernetes_minor, release_version, ami_type, kernel_package, kernel) as EKS_KERNELS_TSV=<file>." >&2; \
+		exit 0; \
+	fi; \
 	$(GO) run ./hack/amikernels -in $(EKS_KERNELS_TSV) -out pkg/amikernels/eks-ami-kernels.tsv
 
 .PHONY: check-generated
