@@ -17,11 +17,13 @@ import (
 
 // sourceFlags say where nodes come from: a snapshot file or the cluster.
 type sourceFlags struct {
-	nodesFile   string
-	kubeconfig  string
-	context     string
-	timeout     time.Duration
-	kernelLabel string
+	nodesFile    string
+	kubeconfig   string
+	context      string
+	timeout      time.Duration
+	kernelLabel  string
+	extraKernels []string
+	extraLoaders bool
 }
 
 func (f *sourceFlags) register(cmd *cobra.Command) {
@@ -31,6 +33,19 @@ func (f *sourceFlags) register(cmd *cobra.Command) {
 	fl.StringVar(&f.context, "context", "", "kubeconfig context (default: $HELM_KUBECONTEXT, then the current context)")
 	fl.DurationVar(&f.timeout, "timeout", 30*time.Second, "how long listing the cluster's nodes may take")
 	fl.StringVar(&f.kernelLabel, "kernel-label", render.DefaultKernelLabel, "node label that carries the kernel version")
+	fl.StringArrayVar(&f.extraKernels, "extra-kernel", nil, "a kernel no node runs yet to build for ahead of time, as the chart's extraKernels (repeatable)")
+	fl.BoolVar(&f.extraLoaders, "extra-kernel-loaders", false, "render loaders for the extra kernels too, as the chart's extraKernelLoaders")
+}
+
+// options are the post-renderer options the flags give.
+func (f *sourceFlags) options(o postrender.Options) postrender.Options {
+	o.Nodes = f.source()
+	o.KernelLabel = f.kernelLabel
+	for _, k := range f.extraKernels {
+		o.ExtraKernels = append(o.ExtraKernels, render.ExtraKernel{Kernel: k})
+	}
+	o.ExtraKernelLoaders = f.extraLoaders
+	return o
 }
 
 // existing looks up the cluster's Modules, for KMM's update rule; offline (--nodes) it cannot.
@@ -76,13 +91,11 @@ Nodes come from the cluster (read only) or, for helm template and GitOps, from -
 			if err != nil {
 				return fmt.Errorf("reading standard input: %w", err)
 			}
-			r := postrender.New(postrender.Options{
-				Nodes:       src.source(),
-				Existing:    src.existing(),
-				KernelLabel: src.kernelLabel,
-				Strict:      strict,
-				Warnings:    cmd.ErrOrStderr(),
-			})
+			r := postrender.New(src.options(postrender.Options{
+				Existing: src.existing(),
+				Strict:   strict,
+				Warnings: cmd.ErrOrStderr(),
+			}))
 			out, err := r.Run(cmd.Context(), in)
 			if err != nil {
 				return err
@@ -124,11 +137,7 @@ module: the table and the DaemonSets cannot disagree.`,
 			if err != nil {
 				return err
 			}
-			r := postrender.New(postrender.Options{
-				Nodes:       src.source(),
-				KernelLabel: src.kernelLabel,
-				Warnings:    cmd.ErrOrStderr(),
-			})
+			r := postrender.New(src.options(postrender.Options{Warnings: cmd.ErrOrStderr()}))
 			res, err := r.Plan(cmd.Context(), []byte(rendered.Manifests))
 			if err != nil {
 				return err
@@ -137,7 +146,11 @@ module: the table and the DaemonSets cannot disagree.`,
 			for i := range res.Plans {
 				plans[i] = res.Plans[i].Plan
 			}
-			return report.KernelTable(cmd.OutOrStdout(), res.Kernels, plans, src.kernelLabel)
+			if err := report.KernelTable(cmd.OutOrStdout(), res.Kernels, plans, src.kernelLabel); err != nil {
+				return err
+			}
+			report.FixLabels(cmd.ErrOrStderr(), res.Kernels, src.kernelLabel)
+			return nil
 		},
 	}
 	src.register(cmd)

@@ -82,6 +82,8 @@ var ownProperties = `{
   "loader": {"$ref": "#/properties/loader", "description": "Per-module overrides of the top-level loader defaults (via: helm)."},
   "allowCOS": {"type": "boolean",
     "description": "Load on Container-Optimized OS CPU/TPU nodes too (via: helm); their LoadPin refuses out-of-tree modules unless it is off."},
+  "allowEKSAutoMode": {"type": "boolean",
+    "description": "Load on EKS Auto Mode nodes too (via: helm); their AWS-managed Bottlerocket image and kernel change on AWS's schedule."},
   "builder": {"type": "object", "additionalProperties": false,
     "description": "How the module's builds run (via: helm): strategy (registry or node) and an inline Dockerfile.",
     "properties": {
@@ -128,7 +130,7 @@ const moduleRules = `[
       }
     }}}}}},
   {"if": {"required": ["via"], "properties": {"via": {"const": "operator"}}},
-   "then": {"not": {"anyOf": [{"required": ["builder"]}, {"required": ["allowCOS"]}]},
+   "then": {"not": {"anyOf": [{"required": ["builder"]}, {"required": ["allowCOS"]}, {"required": ["allowEKSAutoMode"]}]},
      "properties": {"moduleLoader": {"properties": {"container": {"properties": {"kernelMappings": {
      "items": {"required": ["containerImage"]}}}}}}}}},
   {"if": {"not": {"required": ["via"], "properties": {"via": {"const": "operator"}}}},

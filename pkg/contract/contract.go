@@ -56,6 +56,10 @@ const (
 	ModulesFormat = "v1"
 	// ModulesKey is the ConfigMap data key that holds the JSON list.
 	ModulesKey = "modules.json"
+	// SettingsKey is the ConfigMap data key that holds the release's settings as JSON
+	// (render.Settings): the chart's build.osDefaults, extraKernels and extraKernelLoaders.
+	// Optional.
+	SettingsKey = "settings.json"
 )
 
 // Loader templates.

@@ -84,6 +84,10 @@ type BuildPlan struct {
 	UnsignedImage string
 	// Strategy is the module's build strategy.
 	Strategy Strategy
+	// OSHeaders and OSKmod are the build defaults' recipes for the kernel's OS (kmm-render's
+	// Settings.OSDefaults): build.sh puts them in the build context as kmm-os-headers.sh and
+	// kmm-os-kmod.sh unless the context has its own.
+	OSHeaders, OSKmod string
 }
 
 // BuildPlanFor returns what mapping i needs built or signed for kernel, whose resolved image is

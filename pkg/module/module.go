@@ -52,6 +52,10 @@ type Module struct {
 	// nodes, whose LoadPin refuses out-of-tree modules unless it is turned off there. Without
 	// it those nodes get no loader.
 	AllowCOS bool `json:"allowCOS,omitempty"`
+	// AllowEKSAutoMode lets a helm-managed module's loaders run on EKS Auto Mode nodes, whose
+	// AWS-managed Bottlerocket image and kernel change on AWS's schedule. Without it those nodes
+	// get no loader.
+	AllowEKSAutoMode bool `json:"allowEKSAutoMode,omitempty"`
 }
 
 // LoaderOverrides are the per-module overrides of the chart's `loader:` values.

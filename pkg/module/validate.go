@@ -67,6 +67,9 @@ func (m *Module) Validate(p Paths) field.ErrorList {
 		if m.AllowCOS {
 			errs = append(errs, field.Forbidden(spec.Child("allowCOS"), "allowCOS places kmm's own loaders; the KMM controller places `via: operator` modules itself"))
 		}
+		if m.AllowEKSAutoMode {
+			errs = append(errs, field.Forbidden(spec.Child("allowEKSAutoMode"), "allowEKSAutoMode places kmm's own loaders; the KMM controller places `via: operator` modules itself"))
+		}
 	}
 	c := m.Container()
 	if c == nil {

@@ -59,6 +59,10 @@ type Options struct {
 	Strict bool
 	// Warnings receives one line per warning; nil discards them.
 	Warnings io.Writer
+	// ExtraKernels are kernels to build for ahead of time, on top of the chart's extraKernels.
+	ExtraKernels []render.ExtraKernel
+	// ExtraKernelLoaders gives extra kernels loaders too, whatever the chart says.
+	ExtraKernelLoaders bool
 }
 
 // Renderer is the PostRenderer of kmm.
@@ -102,6 +106,7 @@ type input struct {
 	listed   []*render.Module          // the module list, in order
 	byID     map[string]*render.Module // the module list by "<namespace>/<name>"
 	listDoc  *document
+	settings *render.Settings  // the module list's settings, with Options' extra kernels
 	plans    map[*document]int // templates and Module objects: index into Result.Plans
 	template map[*document]*render.Template
 	// configMaps holds the rendered ConfigMaps' data by "<namespace>/<name>".
@@ -129,7 +134,8 @@ func (r *Renderer) Run(ctx context.Context, manifests []byte) ([]byte, error) {
 	}
 	// Build Jobs first: loaders name the Job that builds their image.
 	o := render.ExpandOptions{KernelLabel: r.o.KernelLabel, ConfigMaps: in.configMaps, BuildJobs: map[string]string{},
-		PlatformLabels: in.listDoc == nil || in.listDoc.node.GetAnnotations()[contract.AnnotationPlatformLabels] != "false"}
+		PlatformLabels: in.listDoc == nil || in.listDoc.node.GetAnnotations()[contract.AnnotationPlatformLabels] != "false",
+		Settings:       in.settings}
 	generated := map[*document][]*yaml.RNode{}
 	for _, pass := range []func(kind string) bool{
 		func(kind string) bool { return kind == contract.ExpandModuleBuild },
@@ -211,6 +217,9 @@ func (r *Renderer) plan(ctx context.Context, manifests []byte, listNodes bool) (
 	if err != nil {
 		return nil, nil, err
 	}
+	if err := in.readSettings(r.o); err != nil {
+		return nil, nil, err
+	}
 	inv := &inventory{source: r.o.Nodes}
 	res := &Result{}
 	planned := map[*render.Module]int{} // helm-managed modules: one plan for all their templates
@@ -227,6 +236,12 @@ func (r *Renderer) plan(ctx context.Context, manifests []byte, listNodes bool) (
 		src := "the module list"
 		if d != nil {
 			src = d.name()
+		}
+		if err == nil && in.settings != nil {
+			err = p.AddExtraKernels(in.settings.ExtraKernels, kernelLabel)
+			if err == nil && d != nil {
+				p.Warnings = append(p.Warnings, in.settings.Check(p)...)
+			}
 		}
 		if err != nil {
 			return fmt.Errorf("%s: %w", src, err)
@@ -392,6 +407,33 @@ func (in *input) templateOf(d *document) (*render.Template, error) {
 		return nil, fmt.Errorf("%s: %w", d.name(), err)
 	}
 	return t, nil
+}
+
+// readSettings decodes the module list's settings and adds the options' extra kernels.
+func (in *input) readSettings(o Options) error {
+	s := &render.Settings{}
+	if in.listDoc != nil {
+		var err error
+		if s, err = render.DecodeSettings(in.listDoc.node.GetDataMap()[contract.SettingsKey]); err != nil {
+			return fmt.Errorf("%s: %s: %w", in.listDoc.name(), contract.SettingsKey, err)
+		}
+	}
+	have := map[string]bool{}
+	for _, e := range s.ExtraKernels {
+		have[e.Kernel] = true
+	}
+	for _, e := range o.ExtraKernels {
+		if !have[e.Kernel] {
+			have[e.Kernel] = true
+			s.ExtraKernels = append(s.ExtraKernels, e)
+		}
+	}
+	s.ExtraKernelLoaders = s.ExtraKernelLoaders || o.ExtraKernelLoaders
+	if err := s.Validate(); err != nil {
+		return fmt.Errorf("extra kernels: %w", err)
+	}
+	in.settings = s
+	return nil
 }
 
 // report writes each plan's warnings, and its unmatched kernels as warnings or, with Strict, as

@@ -52,6 +52,8 @@ func newBuildParts(m *Module, bp *module.BuildPlan) buildParts {
 			args[i] = a.Name + "=" + a.Value
 		}
 		add(&p.buildEnv, "KMM_BUILD_ARGS", args...)
+		add(&p.buildEnv, "KMM_OS_HEADERS", bp.OSHeaders)
+		add(&p.buildEnv, "KMM_OS_KMOD", bp.OSKmod)
 		p.volumes = append(p.volumes, corev1.Volume{Name: "kmm-context", VolumeSource: corev1.VolumeSource{
 			ConfigMap: &corev1.ConfigMapVolumeSource{LocalObjectReference: corev1.LocalObjectReference{Name: bp.DockerfileConfigMap}}}})
 		p.buildMounts = append(p.buildMounts, corev1.VolumeMount{Name: "kmm-context", MountPath: contextMountPath, ReadOnly: true})
@@ -114,7 +116,7 @@ func (t *Template) expandBuilds(p *Plan, o ExpandOptions) ([]*yaml.RNode, error)
 	}
 	var out []*yaml.RNode
 	for _, tg := range p.Targets {
-		bp, err := m.BuildPlanFor(tg.Mapping, tg.Kernel, tg.Image)
+		bp, err := buildPlanFor(m, tg, o)
 		if err != nil {
 			return nil, err
 		}

@@ -16,7 +16,8 @@ import (
 // gives them an init container that waits for /sys/module/<moduleName>. With no target there is
 // nothing to plug, and no DaemonSet.
 func (t *Template) expandDevicePlugin(p *Plan, o ExpandOptions) ([]*yaml.RNode, error) {
-	if len(p.Targets) == 0 {
+	targets := p.LoaderTargets(o.Settings != nil && o.Settings.ExtraKernelLoaders)
+	if len(targets) == 0 {
 		return nil, nil
 	}
 	m := t.Module
@@ -42,7 +43,7 @@ func (t *Template) expandDevicePlugin(p *Plan, o ExpandOptions) ([]*yaml.RNode, 
 		}
 	}
 	platforms, oses := map[string]bool{}, map[string]bool{}
-	for _, tg := range p.Targets {
+	for _, tg := range targets {
 		for _, v := range strings.Split(tg.Platform, ",") {
 			platforms[v] = v != ""
 		}
@@ -60,7 +61,7 @@ func (t *Template) expandDevicePlugin(p *Plan, o ExpandOptions) ([]*yaml.RNode, 
 	// loader is restricted further (terms are ORed).
 	var values []string
 	var terms []corev1.NodeSelectorTerm
-	for _, tg := range p.Targets {
+	for _, tg := range targets {
 		if len(tg.Require) == 0 {
 			values = append(values, tg.LabelValue)
 			continue

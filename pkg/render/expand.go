@@ -34,6 +34,8 @@ type ExpandOptions struct {
 	// of the Job that builds a module's image for a kernel, by BuildJobKey. Expand build
 	// templates first.
 	BuildJobs map[string]string
+	// Settings are the release's settings (build defaults per OS); nil: none.
+	Settings *Settings
 }
 
 // BuildJobKey keys ExpandOptions.BuildJobs.
@@ -106,8 +108,9 @@ func (t *Template) Expand(p *Plan, o ExpandOptions) ([]*yaml.RNode, error) {
 	case contract.ExpandDevicePlugin:
 		return t.expandDevicePlugin(p, o)
 	}
-	out := make([]*yaml.RNode, 0, len(p.Targets))
-	for _, tg := range p.Targets {
+	loaded := p.LoaderTargets(o.Settings != nil && o.Settings.ExtraKernelLoaders)
+	out := make([]*yaml.RNode, 0, len(loaded))
+	for _, tg := range loaded {
 		ds, err := t.expandLoader(tg, o)
 		if err != nil {
 			return nil, fmt.Errorf("template %s, kernel %s: %w", t.Node.GetName(), tg.Kernel, err)

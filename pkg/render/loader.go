@@ -132,7 +132,7 @@ func (t *Template) expandLoader(tg Target, o ExpandOptions) (*yaml.RNode, error)
 	if err != nil {
 		return nil, err
 	}
-	bp, err := m.BuildPlanFor(tg.Mapping, tg.Kernel, tg.Image)
+	bp, err := buildPlanFor(m, tg, o)
 	if err != nil {
 		return nil, err
 	}

@@ -24,6 +24,13 @@ type Target struct {
 	Nodes      []string
 	Platform   string // platforms of its nodes (nodes.Detect), comma-separated
 	OS         string // OS families of its nodes (nodes.OSFamily), comma-separated
+	// OSRelease and OSVariant are the release of its nodes' OS (nodes.OSRelease), empty unless
+	// all its nodes agree.
+	OSRelease, OSVariant string
+	Arch                 string // architectures of its nodes (nodes.Arch), comma-separated
+	// Extra marks a kernel that no node runs yet (extraKernels): built ahead, and loaded only
+	// when the release asks for extra kernels' loaders too.
+	Extra bool
 }
 
 // Unmatched is a kernel that selected nodes run and no mapping matches.
@@ -40,6 +47,21 @@ type Plan struct {
 	// Warnings are things a person must know (nodes missing the kernel label, kernels that no
 	// label value can express), one line each, in a stable order.
 	Warnings []string
+}
+
+// LoaderTargets are the targets that get a loader: the kernels nodes run, and the extra kernels
+// when extraLoaders is true.
+func (p *Plan) LoaderTargets(extraLoaders bool) []Target {
+	if extraLoaders {
+		return p.Targets
+	}
+	out := make([]Target, 0, len(p.Targets))
+	for _, tg := range p.Targets {
+		if !tg.Extra {
+			out = append(out, tg)
+		}
+	}
+	return out
 }
 
 // daemonSetTolerated are the taints the DaemonSet controller tolerates on its own
@@ -59,13 +81,15 @@ var daemonSetTolerated = map[string]bool{
 // and every NoSchedule / NoExecute taint, other than node-condition taints the DaemonSet
 // controller tolerates itself, is tolerated.
 func Selects(selector map[string]string, tolerations []corev1.Toleration, n nodes.Node) bool {
+	return nodes.RunsDaemonSets(n) && matches(selector, tolerations, n)
+}
+
+// matches is Selects without the Fargate rule: the selector's labels and the taints.
+func matches(selector map[string]string, tolerations []corev1.Toleration, n nodes.Node) bool {
 	for k, v := range selector {
 		if got, ok := n.Labels[k]; !ok || got != v {
 			return false
 		}
-	}
-	if !nodes.RunsDaemonSets(n) {
-		return false
 	}
 	for i := range n.Taints {
 		t := &n.Taints[i]
@@ -102,25 +126,48 @@ func NewPlanForGroups(m *Module, groups []nodes.KernelGroup, kernelLabel string)
 	p := &Plan{Module: m}
 	byLabel := map[string]string{} // label value -> kernel, to catch folds
 	var labelled []nodes.Node      // selected nodes that carry the kernel label
+	var autopilot []nodes.Node     // selected GKE Autopilot nodes: refused
+	helm := kernelLabel != ""      // kmm's own loaders (the KMM controller places operator modules)
 	for _, all := range groups {
 		g := nodes.KernelGroup{Kernel: all.Kernel}
-		var loadPin []string // selected COS CPU/TPU nodes, which get no loader
+		var loadPin, autoMode, fargate []string // selected nodes that get no loader
 		for _, n := range all.Nodes {
-			if Selects(m.Selector, m.Tolerations, n) && kernelLabel != "" && !m.AllowCOS && nodes.LoadPinRefuses(n) {
-				loadPin = append(loadPin, n.Name)
+			if !matches(m.Selector, m.Tolerations, n) {
 				continue
 			}
-			if Selects(m.Selector, m.Tolerations, n) {
-				g.Nodes = append(g.Nodes, n)
-				if _, ok := n.Labels[kernelLabel]; ok && kernelLabel != "" {
-					labelled = append(labelled, n)
-				}
+			switch {
+			case !nodes.RunsDaemonSets(n):
+				fargate = append(fargate, n.Name)
+				continue
+			case nodes.Autopilot(n):
+				autopilot = append(autopilot, n)
+				continue
+			case helm && !m.AllowCOS && nodes.LoadPinRefuses(n):
+				loadPin = append(loadPin, n.Name)
+				continue
+			case helm && !m.AllowEKSAutoMode && nodes.EKSComputeType(n) == nodes.EKSAutoMode:
+				autoMode = append(autoMode, n.Name)
+				continue
 			}
+			g.Nodes = append(g.Nodes, n)
+			if _, ok := n.Labels[kernelLabel]; ok && helm {
+				labelled = append(labelled, n)
+			}
+		}
+		if len(fargate) > 0 {
+			p.Warnings = append(p.Warnings, fmt.Sprintf("module %s: kernel %s: node(s) %s are EKS Fargate nodes, where no DaemonSet runs and no module can be loaded: they get no loader. "+
+				"Run the workloads that need the module on a managed node group",
+				m.ID(), all.Kernel, strings.Join(fargate, ", ")))
 		}
 		if len(loadPin) > 0 {
 			p.Warnings = append(p.Warnings, fmt.Sprintf("module %s: kernel %s: node(s) %s run Container-Optimized OS CPU or TPU images, whose LoadPin refuses out-of-tree modules: they get no loader. "+
 				"Move the module to an Ubuntu node pool (--image-type=UBUNTU_CONTAINERD) or a GPU pool, or set allowCOS: true on the module if LoadPin is off on these nodes",
 				m.ID(), all.Kernel, strings.Join(loadPin, ", ")))
+		}
+		if len(autoMode) > 0 {
+			p.Warnings = append(p.Warnings, fmt.Sprintf("module %s: kernel %s: node(s) %s are EKS Auto Mode nodes, whose AWS-managed Bottlerocket image and kernel change on AWS's schedule: they get no loader. "+
+				"Run the module on a managed node group (or Karpenter with an AMI you choose), or set allowEKSAutoMode: true on the module and build for their Bottlerocket kernels (build.osDefaults.bottlerocket)",
+				m.ID(), all.Kernel, strings.Join(autoMode, ", ")))
 		}
 		if len(g.Nodes) == 0 {
 			continue
@@ -156,13 +203,18 @@ func NewPlanForGroups(m *Module, groups []nodes.KernelGroup, kernelLabel string)
 		byLabel[value] = g.Kernel
 		tg := Target{Kernel: g.Kernel, LabelValue: value, Mapping: idx, Image: img, Nodes: names,
 			Platform: nodes.Platforms(g.Nodes),
-			OS:       nodes.OSFamilies(g.Nodes)}
+			OS:       nodes.OSFamilies(g.Nodes),
+			Arch:     nodes.Archs(g.Nodes)}
+		tg.OSRelease, tg.OSVariant = osRelease(g.Nodes)
 		if len(loadPin) > 0 {
 			// The kernel's COS CPU nodes carry the same kernel label: keep its loader on the
 			// accelerator nodes.
 			tg.Require = []corev1.NodeSelectorRequirement{{Key: nodes.LabelGKEAccelerator, Operator: corev1.NodeSelectorOpExists}}
 		}
 		p.Targets = append(p.Targets, tg)
+	}
+	if len(autopilot) > 0 {
+		return nil, autopilotError(m, autopilot)
 	}
 	// A node whose label names a target's value but that runs another kernel (a stale or
 	// hand-set label, or a kernel that folds to the same value) would get a module built for
@@ -220,7 +272,8 @@ func labelValueFor(g nodes.KernelGroup, key string) (string, []string) {
 		if value == "" {
 			warnings = append(warnings, fmt.Sprintf("kernel %s: no valid value of label %s can express it; node(s) %s get no loader", g.Kernel, key, strings.Join(missing, ", ")))
 		} else {
-			warnings = append(warnings, fmt.Sprintf("kernel %s: node(s) %s lack label %s; they get no loader until labelled %s=%s (install Node Feature Discovery, or label them by hand)", g.Kernel, strings.Join(missing, ", "), key, key, value))
+			warnings = append(warnings, fmt.Sprintf("kernel %s: node(s) %s lack label %s; they get no loader until labelled %s=%s. Install Node Feature Discovery, or run: kubectl label node %s %s=%s",
+				g.Kernel, strings.Join(missing, ", "), key, key, value, strings.Join(missing, " "), key, value))
 		}
 	}
 	return value, warnings
@@ -232,4 +285,43 @@ func nodeNames(ns []nodes.Node) []string {
 		out[i] = n.Name
 	}
 	return out
+}
+
+// osRelease is the nodes' common OS release and variant, or empty ones when they differ.
+func osRelease(ns []nodes.Node) (release, variant string) {
+	for i, n := range ns {
+		r, v := nodes.OSRelease(n)
+		if i == 0 {
+			release, variant = r, v
+		} else if r != release || v != variant {
+			return "", ""
+		}
+	}
+	return release, variant
+}
+
+// autopilotError refuses a module that selects GKE Autopilot nodes, naming their pools.
+func autopilotError(m *Module, ns []nodes.Node) error {
+	pools := map[string][]string{}
+	var order []string
+	for _, n := range ns {
+		pool := nodes.NodePool(n)
+		if pool == "" {
+			pool = "no node pool"
+		}
+		if _, ok := pools[pool]; !ok {
+			order = append(order, pool)
+		}
+		pools[pool] = append(pools[pool], n.Name)
+	}
+	sort.Strings(order)
+	var parts []string
+	for _, pool := range order {
+		names := pools[pool]
+		sort.Strings(names)
+		parts = append(parts, fmt.Sprintf("%s (%s)", pool, strings.Join(names, ", ")))
+	}
+	return fmt.Errorf("module %s: its selector picks GKE Autopilot nodes: %s. Autopilot refuses privileged pods and the SYS_MODULE capability, so a loader there would never start. "+
+		"Narrow the module's selector to GKE Standard node pools (e.g. %s: <pool>), keep Autopilot ComputeClasses off those nodes, or run the module on a GKE Standard cluster",
+		m.ID(), strings.Join(parts, "; "), nodes.LabelGKENodepool)
 }

@@ -243,6 +243,62 @@ func TestNewPlan(t *testing.T) {
 			wantTargets: []Target{
 				{Kernel: "5.15.0-105-generic", LabelValue: "5.15.0-105-generic", Mapping: 0, Image: "r/kmm-ci-a:5.15.0-105-generic", Nodes: []string{"w1"}},
 			},
+			wantWarnings: [][]string{{"kernel 4.19.0-1", "node(s) fargate are EKS Fargate nodes", "no DaemonSet runs", "managed node group"}},
+		},
+		{
+			name:        "EKS Auto Mode nodes get no loader; hybrid nodes are ordinary nodes",
+			kernelLabel: kl,
+			nodes: []nodes.Node{
+				node("auto-1", "6.1.119", linux, "eks.amazonaws.com/compute-type=auto"),
+				node("hybrid-1", "5.15.0-105-generic", linux, "eks.amazonaws.com/compute-type=hybrid"),
+			},
+			wantTargets: []Target{
+				{Kernel: "5.15.0-105-generic", LabelValue: "5.15.0-105-generic", Mapping: 0, Image: "r/kmm-ci-a:5.15.0-105-generic", Nodes: []string{"hybrid-1"}},
+			},
+			wantWarnings: [][]string{
+				{"kernel 5.15.0-105-generic: node(s) hybrid-1 lack label"},
+				{"kernel 6.1.119: node(s) auto-1 are EKS Auto Mode nodes", "allowEKSAutoMode: true"},
+			},
+		},
+		{
+			name:        "allowEKSAutoMode lets Auto Mode nodes in",
+			kernelLabel: kl,
+			module: func(t *testing.T) *Module {
+				m := planModule(t)
+				m.AllowEKSAutoMode = true
+				return m
+			},
+			nodes: []nodes.Node{node("auto-1", "5.15.0-105-generic", linux, kl+"=5.15.0-105-generic", "eks.amazonaws.com/compute-type=auto")},
+			wantTargets: []Target{
+				{Kernel: "5.15.0-105-generic", LabelValue: "5.15.0-105-generic", Mapping: 0, Image: "r/kmm-ci-a:5.15.0-105-generic", Nodes: []string{"auto-1"}},
+			},
+		},
+		{
+			name:        "GKE Autopilot nodes the selector picks: refused, naming pools and nodes",
+			kernelLabel: kl,
+			nodes: []nodes.Node{
+				node("gke-std-pool-1", "5.15.0-105-generic", linux, kl+"=5.15.0-105-generic", "cloud.google.com/gke-nodepool=std-pool"),
+				node("gk3-prod-pool-2-abcd", "6.6.56+", linux, "cloud.google.com/gke-nodepool=pool-2"),
+				node("gke-std-ap-1", "6.6.56+", linux, "cloud.google.com/gke-nodepool=nap-e2", "cloud.google.com/compute-class=autopilot"),
+			},
+			wantErr: []string{"module kmm-demo/kmm-ci-a", "GKE Autopilot nodes", "node pool nap-e2 (gke-std-ap-1)", "node pool pool-2 (gk3-prod-pool-2-abcd)",
+				"SYS_MODULE", "cloud.google.com/gke-nodepool: <pool>"},
+		},
+		{
+			name:        "GKE Autopilot nodes the selector does not pick are no concern",
+			kernelLabel: kl,
+			module: func(t *testing.T) *Module {
+				m := planModule(t)
+				m.Selector = map[string]string{"cloud.google.com/gke-nodepool": "std-pool"}
+				return m
+			},
+			nodes: []nodes.Node{
+				node("gke-std-pool-1", "5.15.0-105-generic", linux, kl+"=5.15.0-105-generic", "cloud.google.com/gke-nodepool=std-pool"),
+				node("gk3-prod-pool-2-abcd", "6.6.56+", linux, "cloud.google.com/gke-nodepool=pool-2"),
+			},
+			wantTargets: []Target{
+				{Kernel: "5.15.0-105-generic", LabelValue: "5.15.0-105-generic", Mapping: 0, Image: "r/kmm-ci-a:5.15.0-105-generic", Nodes: []string{"gke-std-pool-1"}},
+			},
 		},
 		{
 			name:        "tolerations let tainted nodes in",
@@ -416,7 +472,7 @@ func TestNewPlan(t *testing.T) {
 			// Where the nodes run is TestPlanPlatforms' concern.
 			got := append([]Target(nil), p.Targets...)
 			for i := range got {
-				got[i].Platform, got[i].OS = "", ""
+				got[i].Platform, got[i].OS, got[i].Arch, got[i].OSRelease, got[i].OSVariant = "", "", "", "", ""
 			}
 			assert.Equal(t, tt.wantTargets, got)
 			assert.Equal(t, tt.wantUnmatched, p.Unmatched)

@@ -70,34 +70,34 @@ func TestKernelTableEKS(t *testing.T) {
 	var b bytes.Buffer
 	require.NoError(t, KernelTable(&b, groups, plans, render.DefaultKernelLabel))
 	header, rows := table(t, b.String())
-	assert.Equal(t, []string{"KERNEL", "NODES", "PLATFORM", "OS", "LABEL VALUE", "MODULE", "SELECTED", "MAPPING", "IMAGE"}, header)
+	assert.Equal(t, []string{"KERNEL", "NODES", "PLATFORM", "OS", "LABEL VALUE", "UNLABELLED", "MODULE", "SELECTED", "MAPPING", "IMAGE"}, header)
 
 	const ecr = "123456789012.dkr.ecr.us-west-2.amazonaws.com/kmm/"
 	want := [][]string{
-		{"5.4.190-107.353.amzn2.x86_64", "2", "eks", "al2", "5.4.190-107.353.amzn2.x86_64", "kmm-demo/kmm-ci-a", "2",
+		{"5.4.190-107.353.amzn2.x86_64", "2", "eks", "al2", "5.4.190-107.353.amzn2.x86_64", "-", "kmm-demo/kmm-ci-a", "2",
 			`#1 regexp ^5\.4\.\d+-\d+\.\d+\.amzn2\.x86_64$`, ecr + "kmm-ci-a:5.4.190-107.353.amzn2.x86_64"},
 		// The GPU node runs this kernel too, but kmm-ci-a does not tolerate its taint: 3 of 4.
-		{"5.4.196-108.356.amzn2.x86_64", "4", "eks", "al2", "5.4.196-108.356.amzn2.x86_64", "kmm-demo/kmm-ci-a", "3",
+		{"5.4.196-108.356.amzn2.x86_64", "4", "eks", "al2", "5.4.196-108.356.amzn2.x86_64", "-", "kmm-demo/kmm-ci-a", "3",
 			"#0 literal 5.4.196-108.356.amzn2.x86_64", ecr + "kmm-ci-a:5.4.196-108.356.amzn2"},
-		{"5.4.196-108.356.amzn2.x86_64", "4", "eks", "al2", "5.4.196-108.356.amzn2.x86_64", "kmm-gpu/gdrdrv", "1",
+		{"5.4.196-108.356.amzn2.x86_64", "4", "eks", "al2", "5.4.196-108.356.amzn2.x86_64", "-", "kmm-gpu/gdrdrv", "1",
 			`#0 regexp ^5\.4\.\d+-\d+\.\d+\.amzn2\.x86_64$`, ecr + "gdrdrv:5.4.196-108.356.amzn2.x86_64"},
 		// Built on each node of al2-ng (node strategy): the image name only labels the build.
-		{"5.4.196-108.356.amzn2.x86_64", "4", "eks", "al2", "5.4.196-108.356.amzn2.x86_64", "kmm-demo/kmm-kmod-node", "3",
+		{"5.4.196-108.356.amzn2.x86_64", "4", "eks", "al2", "5.4.196-108.356.amzn2.x86_64", "-", "kmm-demo/kmm-kmod-node", "3",
 			`#0 regexp ^5\.4\.\d+-\d+\.\d+\.amzn2\.x86_64$`, "(built on each node)"},
-		{"6.1.112-122.189.amzn2023.aarch64", "1", "eks", "al2023", "6.1.112-122.189.amzn2023.aarch64", "kmm-demo/kmm-ci-a", "1",
+		{"6.1.112-122.189.amzn2023.aarch64", "1", "eks", "al2023", "6.1.112-122.189.amzn2023.aarch64", "-", "kmm-demo/kmm-ci-a", "1",
 			"none (no loader)", "-"},
-		{"6.1.112-122.189.amzn2023.x86_64", "2", "eks", "al2023", "6.1.112-122.189.amzn2023.x86_64", "kmm-demo/kmm-ci-a", "2",
+		{"6.1.112-122.189.amzn2023.x86_64", "2", "eks", "al2023", "6.1.112-122.189.amzn2023.x86_64", "-", "kmm-demo/kmm-ci-a", "2",
 			`#2 regexp ^6\.1\.\d+-\d+\.\d+\.amzn2023\.x86_64$`, ecr + "kmm-ci-a:6.1.112-122.189.amzn2023.x86_64"},
 		// kmm-ci-b is handed to the KMM controller (via: operator); it maps the same way.
-		{"6.1.112-122.189.amzn2023.x86_64", "2", "eks", "al2023", "6.1.112-122.189.amzn2023.x86_64", "kmm-demo/kmm-ci-b", "2",
+		{"6.1.112-122.189.amzn2023.x86_64", "2", "eks", "al2023", "6.1.112-122.189.amzn2023.x86_64", "-", "kmm-demo/kmm-ci-b", "2",
 			`#0 regexp ^6\.1\.\d+-\d+\.\d+\.amzn2023\.x86_64$`, ecr + "kmm-ci-b:6.1.112-122.189.amzn2023.x86_64"},
 		// Built by a Job per kernel (registry strategy) and pushed to ECR.
-		{"6.1.112-122.189.amzn2023.x86_64", "2", "eks", "al2023", "6.1.112-122.189.amzn2023.x86_64", "kmm-demo/kmm-kmod", "2",
+		{"6.1.112-122.189.amzn2023.x86_64", "2", "eks", "al2023", "6.1.112-122.189.amzn2023.x86_64", "-", "kmm-demo/kmm-kmod", "2",
 			`#0 regexp ^6\.1\.\d+-\d+\.\d+\.amzn2023\.x86_64$`, ecr + "kmm-kmod:1.0.0-6.1.112-122.189.amzn2023.x86_64"},
 	}
 	require.Len(t, rows, len(want))
 	for i := range want {
-		t.Run(want[i][0]+"/"+want[i][5], func(t *testing.T) {
+		t.Run(want[i][0]+"/"+want[i][6], func(t *testing.T) {
 			assert.Equal(t, want[i], rows[i])
 		})
 	}
@@ -165,6 +165,7 @@ func TestKernelTableRows(t *testing.T) {
 		nodes   []nodes.Node
 		modules func(t *testing.T) []*render.Module
 		label   string
+		extra   []render.ExtraKernel
 		want    [][]string
 		wantErr string
 	}{
@@ -177,9 +178,9 @@ func TestKernelTableRows(t *testing.T) {
 			},
 			label: kl,
 			want: [][]string{
-				{"5.10.109+", "1", "gke", "cos", "5.10.109"},
-				{"6.1.100+", "1", "gke", "cos", "6.1.100 (unlabelled)"},
-				{strings.Repeat("9", 70), "1", "generic", "unknown", "(none possible)"},
+				{"5.10.109+", "1", "gke", "cos", "5.10.109", "-"},
+				{"6.1.100+", "1", "gke", "cos", "6.1.100 (unlabelled)", "1: b"},
+				{strings.Repeat("9", 70), "1", "generic", "unknown", "(none possible)", "1: c"},
 			},
 		},
 		{
@@ -191,7 +192,7 @@ func TestKernelTableRows(t *testing.T) {
 			},
 			label: kl,
 			want: [][]string{
-				{"5.15.0-1034-gke", "3", "eks,gke,ubuntu", "al2,ubuntu", "5.15.0-1034-gke (unlabelled)"},
+				{"5.15.0-1034-gke", "3", "eks,gke,ubuntu", "al2,ubuntu", "5.15.0-1034-gke (unlabelled)", "3: x, y, z"},
 			},
 		},
 		{
@@ -205,8 +206,8 @@ func TestKernelTableRows(t *testing.T) {
 			},
 			label: kl,
 			want: [][]string{
-				{"10.0.17763", "1", "generic", "Windows Server 2019 Datacenter", "10.0.17763", "-", "0", "-", "-"},
-				{"6.8.0-51-generic", "1", "ubuntu", "ubuntu", "6.8.0-51-generic", "ns/m", "1", "none (no loader)", "-"},
+				{"10.0.17763", "1", "generic", "Windows Server 2019 Datacenter", "10.0.17763", "-", "-", "0", "-", "-"},
+				{"6.8.0-51-generic", "1", "ubuntu", "ubuntu", "6.8.0-51-generic", "-", "ns/m", "1", "none (no loader)", "-"},
 			},
 		},
 		{
@@ -225,7 +226,26 @@ func TestKernelTableRows(t *testing.T) {
 			},
 			label: kl,
 			want: [][]string{
-				{"5.10.0", "3", "eks", "al2", "5.10.0", "ns/m", "1", `#0 regexp ^5\.10\.`, "r/m:5.10.0"},
+				{"5.10.0", "3", "eks", "al2", "5.10.0", "1: fargate", "ns/m", "1", `#0 regexp ^5\.10\.`, "r/m:5.10.0"},
+			},
+		},
+		{
+			name: "more than three unlabelled nodes; extra kernels after the nodes' kernels",
+			nodes: []nodes.Node{
+				mkNode("n1", "6.1.0-28-cloud-amd64", "Debian GNU/Linux 12 (bookworm)", "", "kubernetes.io/os=linux"),
+				mkNode("n2", "6.1.0-28-cloud-amd64", "Debian GNU/Linux 12 (bookworm)", "", "kubernetes.io/os=linux"),
+				mkNode("n3", "6.1.0-28-cloud-amd64", "Debian GNU/Linux 12 (bookworm)", "", "kubernetes.io/os=linux"),
+				mkNode("n4", "6.1.0-28-cloud-amd64", "Debian GNU/Linux 12 (bookworm)", "", "kubernetes.io/os=linux"),
+				mkNode("n5", "6.1.0-28-cloud-amd64", "Debian GNU/Linux 12 (bookworm)", "", "kubernetes.io/os=linux"),
+			},
+			modules: func(t *testing.T) []*render.Module {
+				return []*render.Module{loaderModule(t, "m", linux, "r/m:${KERNEL_FULL_VERSION}", kmmv1beta1.KernelMapping{Regexp: `^6\.1\.`})}
+			},
+			extra: []render.ExtraKernel{{Kernel: "6.1.0-40-cloud-amd64"}, {Kernel: "6.12.57+deb13-amd64"}},
+			label: kl,
+			want: [][]string{
+				{"6.1.0-28-cloud-amd64", "5", "generic", "debian", "6.1.0-28-cloud-amd64", "5: n1, n2, n3, ... (+2)", "ns/m", "5", `#0 regexp ^6\.1\.`, "r/m:6.1.0-28-cloud-amd64"},
+				{"6.1.0-40-cloud-amd64", "0 (extra)", "generic", "debian", "6.1.0-40-cloud-amd64", "-", "ns/m", "0", `#0 regexp ^6\.1\.`, "r/m:6.1.0-40-cloud-amd64"},
 			},
 		},
 	}
@@ -236,6 +256,7 @@ func TestKernelTableRows(t *testing.T) {
 				for _, m := range tt.modules(t) {
 					p, err := render.NewPlan(m, tt.nodes, tt.label)
 					require.NoError(t, err)
+					require.NoError(t, p.AddExtraKernels(tt.extra, tt.label))
 					plans = append(plans, p)
 				}
 			}
@@ -288,4 +309,24 @@ func TestLoadersTable(t *testing.T) {
 	var b bytes.Buffer
 	require.NoError(t, LoaderTable(&b, rows))
 	assert.Equal(t, "MODULE  KERNEL              DAEMONSET      NODES  RUNNING\nkmm/a   5.15.0-105-generic  a-loader-5-15  w1,w2  1/2\nkmm/a   6.8.0-51-generic    a-loader-6-8   w3     1/1\n", b.String())
+}
+
+func TestFixLabels(t *testing.T) {
+	const kl = render.DefaultKernelLabel
+	ns := []nodes.Node{
+		mkNode("a", "6.1.0-28-cloud-amd64", "", "", kl+"=6.1.0-28-cloud-amd64"),
+		mkNode("b", "6.1.0-28-cloud-amd64", "", ""),
+		mkNode("c", "5.10.109+", "", ""),
+	}
+	var b bytes.Buffer
+	FixLabels(&b, nodes.ByKernel(ns), kl)
+	assert.Equal(t, "2 node(s) lack the kernel label "+kl+", so no loader selects them. Install Node Feature Discovery, which labels every node:\n"+
+		"  helm repo add nfd https://kubernetes-sigs.github.io/node-feature-discovery/charts\n"+
+		"  helm install nfd nfd/node-feature-discovery --namespace node-feature-discovery --create-namespace\n"+
+		"or label them by hand (a new kernel needs a new label):\n"+
+		"  kubectl label node c "+kl+"=5.10.109\n"+
+		"  kubectl label node b "+kl+"=6.1.0-28-cloud-amd64\n", b.String())
+	b.Reset()
+	FixLabels(&b, nodes.ByKernel(ns[:1]), kl)
+	assert.Empty(t, b.String(), "every node labelled: nothing to fix")
 }

@@ -215,6 +215,45 @@ func TestBuild(t *testing.T) {
 			assert.Equal(t, "--config="+s.path("work/buildkitd.toml")+"\n", s.read("calls.log.flags"))
 		},
 	}, {
+		name: "OS build defaults become context files",
+		env: map[string]string{
+			"KMM_OUTPUT": "registry", "KMM_IMAGE": img,
+			"KMM_BUILD_ARGS": lines("KMM_OS=al2023", "KERNEL_VERSION=6.1.0"),
+			"KMM_OS_HEADERS": "set -eu\ndnf install -y \"kernel-devel-$KERNEL_VERSION\"",
+			"KMM_OS_KMOD":    "dnf install -y kmod",
+		},
+		check: func(t *testing.T, s *sandbox) {
+			assert.Equal(t, "set -eu\ndnf install -y \"kernel-devel-$KERNEL_VERSION\"\n", s.read("work/context/kmm-os-headers.sh"))
+			assert.Equal(t, "dnf install -y kmod\n", s.read("work/context/kmm-os-kmod.sh"))
+		},
+	}, {
+		name: "the build ConfigMap's own recipe wins",
+		env: map[string]string{
+			"KMM_OUTPUT": "registry", "KMM_IMAGE": img,
+			"KMM_OS_HEADERS": "echo defaults", "KMM_OS_KMOD": "echo kmod defaults",
+		},
+		setup: func(s *sandbox) {
+			configMapVolume(s, "context2", map[string]string{"dockerfile": "FROM scratch\n", "kmm-os-headers.sh": "echo mine\n"})
+			s.env["KMM_CONTEXT"] = s.path("context2")
+		},
+		wantOut: []string{"kmm: kmm-os-headers.sh: the build ConfigMap's own"},
+		check: func(t *testing.T, s *sandbox) {
+			assert.Equal(t, "echo mine\n", s.read("work/context/kmm-os-headers.sh"))
+			assert.Equal(t, "echo kmod defaults\n", s.read("work/context/kmm-os-kmod.sh"))
+		},
+	}, {
+		name: "a Dockerfile that needs OS defaults the kernel's OS lacks",
+		env: map[string]string{
+			"KMM_OUTPUT": "registry", "KMM_IMAGE": img, "KMM_BUILD_ARGS": lines("KMM_OS=flatcar", "KERNEL_VERSION=6.6.0"),
+		},
+		setup: func(s *sandbox) {
+			configMapVolume(s, "context2", map[string]string{"dockerfile": "FROM x\nCOPY kmm-os-headers.sh /kmm/\n"})
+			s.env["KMM_CONTEXT"] = s.path("context2")
+		},
+		wantCode:  1,
+		wantCalls: func(*sandbox) [][]string { return nil },
+		wantOut:   []string{"kmm: the Dockerfile uses kmm-os-headers.sh, but there are no build defaults for this kernel's OS (flatcar): set build.osDefaults.flatcar.headers"},
+	}, {
 		name: "no dockerfile key",
 		env:  map[string]string{"KMM_OUTPUT": "registry", "KMM_IMAGE": img},
 		setup: func(s *sandbox) {

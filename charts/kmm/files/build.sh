@@ -34,6 +34,12 @@
 #   KMM_INSECURE_BASE_IMAGES "true" (build.baseImageRegistryTLS): the registries the Dockerfile's FROM
 #                            lines name are added to KMM_INSECURE_REGISTRIES
 #   KMM_SCRIPTS              folder holding sign.Dockerfile and sign.sh (default: this script's)
+#   KMM_OS_HEADERS           the build defaults' header recipe for the kernel's OS
+#                            (build.osDefaults.<os>.headers): written to the context as
+#                            kmm-os-headers.sh unless the ConfigMap has a file of that name
+#   KMM_OS_KMOD              the same for kmm-os-kmod.sh (build.osDefaults.<os>.kmod)
+#   KMM_OS                   not read from the environment: the build arg of that name in
+#                            KMM_BUILD_ARGS names the kernel's OS family in errors
 set -eu
 
 log() { printf 'kmm: %s\n' "$*"; }
@@ -58,6 +64,8 @@ KMM_FILES_TO_SIGN=${KMM_FILES_TO_SIGN:-}
 KMM_SIGN_KEY=${KMM_SIGN_KEY:-/kmm/sign/key/key.pem}
 KMM_SIGN_CERT=${KMM_SIGN_CERT:-/kmm/sign/cert/cert.pem}
 KMM_LOCAL_DIR=${KMM_LOCAL_DIR:-}
+KMM_OS_HEADERS=${KMM_OS_HEADERS:-}
+KMM_OS_KMOD=${KMM_OS_KMOD:-}
 KMM_STATE=${KMM_STATE:-/kmm/state}
 KMM_INSECURE_REGISTRIES=${KMM_INSECURE_REGISTRIES:-}
 KMM_INSECURE_BASE_IMAGES=${KMM_INSECURE_BASE_IMAGES:-false}
@@ -149,6 +157,19 @@ else
 	done
 	[ -f "$ctx/dockerfile" ] || die "the build ConfigMap has no key \"dockerfile\": put the Dockerfile under the key dockerfile"
 	mv "$ctx/dockerfile" "$ctx/Dockerfile"
+	# The build defaults of the kernel's OS: the ConfigMap's own recipes win.
+	os_family=$(printf '%s\n' "$KMM_BUILD_ARGS" | sed -n 's/^KMM_OS=//p' | tail -n 1)
+	for recipe in headers kmod; do
+		f=$ctx/kmm-os-$recipe.sh
+		if [ "$recipe" = headers ]; then text=$KMM_OS_HEADERS; else text=$KMM_OS_KMOD; fi
+		if [ -e "$f" ]; then
+			log "kmm-os-$recipe.sh: the build ConfigMap's own"
+		elif [ -n "$text" ]; then
+			printf '%s\n' "$text" >"$f" || die "could not write $f"
+		elif grep -q "kmm-os-$recipe\.sh" "$ctx/Dockerfile"; then
+			die "the Dockerfile uses kmm-os-$recipe.sh, but there are no build defaults for this kernel's OS (${os_family:-unknown}): set build.osDefaults.${os_family:-<os>}.$recipe in the chart's values, or put kmm-os-$recipe.sh in the build ConfigMap"
+		fi
+	done
 	log "build context: $ctx"
 
 	if [ "$KMM_INSECURE_BASE_IMAGES" = true ]; then
