@@ -25,8 +25,9 @@ amazon-eks-ami CHANGELOG (older entries name no kernel per AMI type).
 
 --since keeps the releases at or after an AMI release (v20240315) or a release version
 (1.31.2-20240315, as the node group shows it). -o values prints the distinct node kernels
-(status.nodeInfo.kernelVersion), sorted by version, as a YAML list (extraKernels), to check
-kernel mappings against (the chart does not read an extraKernels value yet):
+(status.nodeInfo.kernelVersion), sorted by version, as the chart's extraKernels value: pass the
+file with -f and every helm-managed module whose mapping matches one of them gets its image built
+before any node runs it (and, with extraKernelLoaders, a loader that waits for such nodes):
 
   kmm-render kernels --eks 1.31 --ami-type AL2023_x86_64_STANDARD --since v20250101
   kmm-render kernels --eks 1.31 --ami-type AL2023_x86_64_STANDARD,AL2023_ARM_64_STANDARD \

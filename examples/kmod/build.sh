@@ -1,7 +1,8 @@
 #!/bin/sh
 # Build kmm_a.ko and kmm_b.ko for one kernel and install them, with kmm_b.fw, in
-# the layout a KMM kmod image has. Every Dockerfile here runs it; it also runs
-# as is on a machine with the kernel headers installed:
+# the layout a KMM kmod image has. The Dockerfile here runs it, after the OS recipe
+# (kmm-os-headers.sh) installed the headers; it also runs as is on a machine with
+# the kernel headers installed:
 #
 #   KERNEL_VERSION=$(uname -r) DEST_ROOT=/tmp/out sh build.sh
 #
@@ -25,7 +26,9 @@
 #   FIRMWARE_DIR    KMM's modprobe.firmwarePath. Default: /firmware. kmm_b.fw
 #                   goes to $DEST_ROOT$FIRMWARE_DIR/.
 #   MAKE_ARGS       Optional extra make arguments, split on blanks, e.g.
-#                   "CC=gcc14-gcc" or "LLVM=1 CC=x86_64-cros-linux-gnu-clang".
+#                   "CC=gcc14-gcc" or "LLVM=1 CC=x86_64-cros-linux-gnu-clang"
+#                   (the Dockerfile takes it, and KERNEL_SRC, from the recipe's
+#                   /etc/kmm-build.env).
 #
 # Nothing is signed here: signing is a separate step (the chart's sign job).
 set -eu

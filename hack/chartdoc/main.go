@@ -291,7 +291,10 @@ func schemaAt(schema map[string]any, path string) map[string]any {
 		props, _ := cur["properties"].(map[string]any)
 		next, ok := props[k].(map[string]any)
 		if !ok {
-			return nil
+			// A map of named entries (build.osDefaults.<family>): the schema of every value.
+			if next, ok = cur["additionalProperties"].(map[string]any); !ok {
+				return nil
+			}
 		}
 		cur = next
 	}
@@ -328,8 +331,12 @@ func typeOf(s map[string]any, v any) string {
 	return "any"
 }
 
-// defaultOf renders a default as compact JSON.
+// defaultOf renders a default as compact JSON; a multi-line string (a script) as its line count,
+// since the table cannot show it (values.yaml holds it).
 func defaultOf(v any) string {
+	if s, ok := v.(string); ok && strings.Count(s, "\n") > 1 {
+		return fmt.Sprintf("(a script of %d lines: see values.yaml)", strings.Count(strings.TrimRight(s, "\n"), "\n")+1)
+	}
 	var b bytes.Buffer
 	enc := json.NewEncoder(&b)
 	enc.SetEscapeHTML(false)

@@ -145,7 +145,10 @@ func OSRelease(n Node) (release, variant string) {
 	case "al2":
 		release = "2"
 	case "al2023":
-		release = field(2)
+		// dnf's releasever is the full 2023.x.yyyymmdd; a bare "Amazon Linux 2023" names none.
+		if r := field(2); strings.HasPrefix(r, "2023.") {
+			release = r
+		}
 	case "ubuntu":
 		parts := strings.SplitN(field(1), ".", 3)
 		if len(parts) >= 2 {
@@ -254,6 +257,18 @@ func ArchOfKernel(kernel string) string {
 		return "amd64"
 	case strings.HasSuffix(kernel, ".aarch64"), strings.HasSuffix(kernel, "-arm64"):
 		return "arm64"
+	}
+	return ""
+}
+
+// PlatformOfOS is the platform an OS family belongs to when nothing else tells: Amazon Linux
+// is EKS's, Container-Optimized OS GKE's (for kernels no node runs yet). Other families: "".
+func PlatformOfOS(family string) Platform {
+	switch family {
+	case "al2", "al2023":
+		return PlatformEKS
+	case "cos":
+		return PlatformGKE
 	}
 	return ""
 }

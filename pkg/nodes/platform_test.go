@@ -120,6 +120,7 @@ func TestOSReleaseAndArch(t *testing.T) {
 	}{
 		{"Amazon Linux 2", "amd64", "al2", "2", "", "x86_64"},
 		{"Amazon Linux 2023.6.20241010", "arm64", "al2023", "2023.6.20241010", "", "aarch64"},
+		{"Amazon Linux 2023", "amd64", "al2023", "", "", "x86_64"},
 		{"Ubuntu 22.04.2 LTS", "amd64", "ubuntu", "22.04", "", "x86_64"},
 		{"Ubuntu 24.04 LTS", "amd64", "ubuntu", "24.04", "", "x86_64"},
 		{"Debian GNU/Linux 12 (bookworm)", "amd64", "debian", "12", "bookworm", "x86_64"},

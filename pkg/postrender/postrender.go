@@ -238,7 +238,7 @@ func (r *Renderer) plan(ctx context.Context, manifests []byte, listNodes bool) (
 			src = d.name()
 		}
 		if err == nil && in.settings != nil {
-			err = p.AddExtraKernels(in.settings.ExtraKernels, kernelLabel)
+			err = p.AddExtraKernels(in.settings.ExtraKernels, kernelLabel, in.settings.ExtraKernelLoaders)
 			if err == nil && d != nil {
 				p.Warnings = append(p.Warnings, in.settings.Check(p)...)
 			}

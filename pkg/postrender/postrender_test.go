@@ -361,6 +361,13 @@ func TestErrors(t *testing.T) {
 		{name: "Module object that KMM refuses", in: "---\napiVersion: kmm.sigs.x-k8s.io/v1beta1\nkind: Module\nmetadata:\n  name: m\n  namespace: kmm\nspec:\n  selector: {a: b}\n  moduleLoader:\n    container:\n      modprobe: {moduleName: m, modulesLoadingOrder: [x, m]}\n      kernelMappings: [{regexp: ., containerImage: r/m:1}]\n", want: []string{"Module kmm/m", "spec.moduleLoader.container.modprobe.modulesLoadingOrder[0]", `must be moduleName ("m")`}},
 		{name: "Module object whose mapping lacks containerImage", in: "---\napiVersion: kmm.sigs.x-k8s.io/v1beta1\nkind: Module\nmetadata:\n  name: m\n  namespace: kmm\nspec:\n  selector: {a: b}\n  moduleLoader:\n    container:\n      containerImage: r/m:1\n      modprobe: {moduleName: m}\n      kernelMappings: [{regexp: .}]\n", want: []string{"Module kmm/m", "spec.moduleLoader.container.kernelMappings[0].containerImage: Required value", "the Module CRD"}},
 		{name: "folded kernels", in: template("mod", "kmm", anyKernelSpec, false, ""), o: Options{Nodes: StaticNodes([]nodes.Node{node("a", "5.10.109+", nil), node("b", "5.10.109", nil)})}, want: []string{`kernels "5.10.109" and "5.10.109+"`, "cannot tell"}},
+		{name: "settings that do not decode", in: strings.Replace(template("mod", "kmm", anyKernelSpec, false, ""), "  modules.json:", "  settings.json: '{\"extraKernel\":[]}'\n  modules.json:", 1),
+			want: []string{"document 1 (kmm/templates/modules-configmap.yaml)", "settings.json", `unknown field "extraKernel"`}},
+		{name: "extra kernel without a label value", in: template("mod", "kmm", anyKernelSpec, false, ""), o: Options{ExtraKernels: []render.ExtraKernel{{Kernel: strings.Repeat("5", 70)}}},
+			want: []string{"extra kernels: extraKernels[0]", "no valid kernel label value"}},
+		{name: "GKE Autopilot nodes selected", in: template("mod", "kmm", anyKernelSpec, false, ""),
+			o:    Options{Nodes: StaticNodes(append(append([]nodes.Node{}, cluster...), node("gk3-ap-pool-1-x", "5.15.0-1034-gke", map[string]string{"cloud.google.com/gke-nodepool": "pool-1"})))},
+			want: []string{"module-loader.yaml", "module kmm/mod: its selector picks GKE Autopilot nodes: node pool pool-1 (gk3-ap-pool-1-x)"}},
 		{name: "module without namespace", in: "---\napiVersion: kmm.sigs.x-k8s.io/v1beta1\nkind: Module\nmetadata:\n  name: m\nspec:\n  selector: {a: b}\n  moduleLoader:\n    container:\n      modprobe: {moduleName: m}\n      kernelMappings: [{regexp: ., containerImage: r/m:1}]\n", want: []string{"Module m", "metadata.namespace: Required value"}},
 	}
 	for _, tt := range tests {
@@ -448,5 +455,50 @@ func TestUpdateRuleWithExistingModules(t *testing.T) {
 				assert.Contains(t, err.Error(), w)
 			}
 		})
+	}
+}
+
+func TestExtraKernels(t *testing.T) {
+	in := template("mod", "kmm", anyKernelSpec, false, "")
+	withSettings := func(settings string) string {
+		q, err := json.Marshal(settings)
+		require.NoError(t, err)
+		return strings.Replace(in, "  modules.json:", "  settings.json: "+string(q)+"\n  modules.json:", 1)
+	}
+	loaders := func(out string) []string {
+		var kernels []string
+		for _, n := range parseAll(t, out) {
+			if n.GetKind() == "DaemonSet" {
+				kernels = append(kernels, n.GetAnnotations()[contract.AnnotationKernel])
+			}
+		}
+		return kernels
+	}
+	base, _, err := run(t, in, Options{})
+	require.NoError(t, err)
+	nodeKernels := loaders(base)
+
+	// Without extra loaders an extra kernel changes nothing for a module that does not build.
+	out, _, err := run(t, withSettings(`{"extraKernels":["5.15.0-1049-gke"]}`), Options{})
+	require.NoError(t, err)
+	assert.Equal(t, nodeKernels, loaders(out))
+
+	out, _, err = run(t, withSettings(`{"extraKernels":["5.15.0-1049-gke",{"kernel":"4.19.0-1"}],"extraKernelLoaders":true}`), Options{})
+	require.NoError(t, err)
+	assert.ElementsMatch(t, append(append([]string{}, nodeKernels...), "5.15.0-1049-gke"), loaders(out),
+		"a loader for the extra kernel its mapping matches (^5\\.); none for 4.19.0-1, which no mapping matches")
+
+	// The flags add to the chart's list.
+	out, _, err = run(t, in, Options{ExtraKernels: []render.ExtraKernel{{Kernel: "5.15.0-1049-gke"}}, ExtraKernelLoaders: true})
+	require.NoError(t, err)
+	assert.Contains(t, loaders(out), "5.15.0-1049-gke")
+	for _, n := range parseAll(t, out) {
+		if n.GetAnnotations()[contract.AnnotationKernel] == "5.15.0-1049-gke" {
+			assert.Equal(t, "5.15.0-1049-gke", n.GetAnnotations()[contract.AnnotationKernel])
+			sel, err := n.Pipe(yaml.Lookup("spec", "template", "spec", "nodeSelector", kernelLabel))
+			require.NoError(t, err)
+			require.NotNil(t, sel)
+			assert.Equal(t, "5.15.0-1049-gke", yaml.GetValue(sel))
+		}
 	}
 }

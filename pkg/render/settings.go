@@ -113,8 +113,9 @@ func (e ExtraKernel) node() nodes.Node {
 }
 
 // AddExtraKernels gives the plan a target for each extra kernel the module's mappings match
-// and none of its nodes runs: a build ahead of time, and a loader when loaders is true.
-func (p *Plan) AddExtraKernels(extras []ExtraKernel, kernelLabel string) error {
+// and none of its nodes runs: a build ahead of time (registry builds), and a loader when loaders
+// is true. Without loaders, a kernel whose mapping builds nothing in a Job gets no target.
+func (p *Plan) AddExtraKernels(extras []ExtraKernel, kernelLabel string, loaders bool) error {
 	m := p.Module
 	if m.Operator() || kernelLabel == "" || len(extras) == 0 {
 		return nil
@@ -137,6 +138,15 @@ func (p *Plan) AddExtraKernels(extras []ExtraKernel, kernelLabel string) error {
 		if err != nil {
 			return err
 		}
+		if !loaders {
+			bp, err := m.BuildPlanFor(idx, e.Kernel, img)
+			if err != nil {
+				return err
+			}
+			if bp == nil || bp.Strategy != module.StrategyRegistry {
+				continue
+			}
+		}
 		value, _ := KernelLabelValue(e.Kernel)
 		if other, ok := byLabel[value]; ok {
 			return fmt.Errorf("module %s: extra kernel %q and kernel %q both have the label value %s=%s; a nodeSelector cannot tell their nodes apart (drop the extra kernel)", m.ID(), e.Kernel, other, kernelLabel, value)
@@ -146,6 +156,9 @@ func (p *Plan) AddExtraKernels(extras []ExtraKernel, kernelLabel string) error {
 		tg := Target{Kernel: e.Kernel, LabelValue: value, Mapping: idx, Image: img, Extra: true,
 			OS: nodes.OSFamily(n), Arch: nodes.Arch(n)}
 		tg.Platform = string(nodes.Detect(n))
+		if p := nodes.PlatformOfOS(tg.OS); tg.Platform == string(nodes.PlatformGeneric) && p != "" {
+			tg.Platform = string(p)
+		}
 		tg.OSRelease, tg.OSVariant = nodes.OSRelease(n)
 		p.Targets = append(p.Targets, tg)
 	}

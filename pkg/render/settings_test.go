@@ -158,7 +158,7 @@ func TestAddExtraKernels(t *testing.T) {
 		{Kernel: "6.1.0-40-cloud-amd64"},
 		{Kernel: "6.1.0-41-cloud-arm64", OSImage: "Debian GNU/Linux 12 (bookworm)"},
 		{Kernel: "4.19.0-27-amd64"}, // no mapping matches
-	}, kl))
+	}, kl, false))
 	var got []Target
 	for _, tg := range p.Targets {
 		if tg.Extra {
@@ -178,14 +178,28 @@ func TestAddExtraKernels(t *testing.T) {
 	assert.Len(t, p.LoaderTargets(false), 2)
 	assert.Len(t, p.LoaderTargets(true), 4)
 
-	err = p.AddExtraKernels([]ExtraKernel{{Kernel: "6.1.0-28-cloud-amd64+"}}, kl)
+	// A module that builds nothing gets extra kernels only for their loaders.
+	pre := compile(t, `{"name":"pre","namespace":"kmm","selector":{"kubernetes.io/os":"linux"},
+		"moduleLoader":{"container":{"containerImage":"r/pre:${KERNEL_FULL_VERSION}","modprobe":{"moduleName":"pre"},"kernelMappings":[{"regexp":"^6\\."}]}}}`)
+	for _, loaders := range []bool{false, true} {
+		pp, err := NewPlan(pre, osNodes(), kl)
+		require.NoError(t, err)
+		require.NoError(t, pp.AddExtraKernels([]ExtraKernel{{Kernel: "6.1.0-40-cloud-amd64"}}, kl, loaders))
+		want := 1
+		if loaders {
+			want = 2
+		}
+		assert.Len(t, pp.Targets, want, "loaders %v", loaders)
+	}
+
+	err = p.AddExtraKernels([]ExtraKernel{{Kernel: "6.1.0-28-cloud-amd64+"}}, kl, false)
 	require.Error(t, err, "folds onto the label value of a kernel nodes run")
 	assert.Contains(t, err.Error(), `extra kernel "6.1.0-28-cloud-amd64+" and kernel "6.1.0-28-cloud-amd64"`)
 
 	op := compile(t, `{"name":"op","namespace":"kmm","via":"operator","selector":{"a":"b"},
 		"moduleLoader":{"container":{"modprobe":{"moduleName":"op"},"kernelMappings":[{"regexp":".","containerImage":"r/op:${KERNEL_FULL_VERSION}"}]}}}`)
 	po := &Plan{Module: op}
-	require.NoError(t, po.AddExtraKernels([]ExtraKernel{{Kernel: "6.1.0-40-cloud-amd64"}}, kl))
+	require.NoError(t, po.AddExtraKernels([]ExtraKernel{{Kernel: "6.1.0-40-cloud-amd64"}}, kl, true))
 	assert.Empty(t, po.Targets, "the KMM controller builds operator modules itself")
 }
 
@@ -194,7 +208,7 @@ func TestExtraKernelLoaders(t *testing.T) {
 	m := compile(t, mod)
 	p, err := NewPlan(m, osNodes()[:2], kl)
 	require.NoError(t, err)
-	require.NoError(t, p.AddExtraKernels([]ExtraKernel{{Kernel: "6.1.0-40-cloud-amd64"}}, kl))
+	require.NoError(t, p.AddExtraKernels([]ExtraKernel{{Kernel: "6.1.0-40-cloud-amd64"}}, kl, true))
 	for _, loaders := range []bool{false, true} {
 		o := ExpandOptions{KernelLabel: kl, BuildJobs: map[string]string{}, Settings: &Settings{ExtraKernelLoaders: loaders}}
 		jobs, err := templateFor(t, jobTemplateYAML, m).Expand(p, o)

@@ -94,6 +94,12 @@ func TestKernelTableEKS(t *testing.T) {
 		// Built by a Job per kernel (registry strategy) and pushed to ECR.
 		{"6.1.112-122.189.amzn2023.x86_64", "2", "eks", "al2023", "6.1.112-122.189.amzn2023.x86_64", "-", "kmm-demo/kmm-kmod", "2",
 			`#0 regexp ^6\.1\.\d+-\d+\.\d+\.amzn2023\.x86_64$`, ecr + "kmm-kmod:1.0.0-6.1.112-122.189.amzn2023.x86_64"},
+		// extraKernels: kmm-kmod's images are built before any node runs these kernels
+		// (kmm-ci-a builds nothing, so the extra kernels give it nothing).
+		{"6.1.115-126.197.amzn2023.x86_64", "0 (extra)", "eks", "al2023", "6.1.115-126.197.amzn2023.x86_64", "-", "kmm-demo/kmm-kmod", "0",
+			`#0 regexp ^6\.1\.\d+-\d+\.\d+\.amzn2023\.x86_64$`, ecr + "kmm-kmod:1.0.0-6.1.115-126.197.amzn2023.x86_64"},
+		{"6.1.119-129.201.amzn2023.x86_64", "0 (extra)", "eks", "al2023", "6.1.119-129.201.amzn2023.x86_64", "-", "kmm-demo/kmm-kmod", "0",
+			`#0 regexp ^6\.1\.\d+-\d+\.\d+\.amzn2023\.x86_64$`, ecr + "kmm-kmod:1.0.0-6.1.119-129.201.amzn2023.x86_64"},
 	}
 	require.Len(t, rows, len(want))
 	for i := range want {
@@ -256,7 +262,7 @@ func TestKernelTableRows(t *testing.T) {
 				for _, m := range tt.modules(t) {
 					p, err := render.NewPlan(m, tt.nodes, tt.label)
 					require.NoError(t, err)
-					require.NoError(t, p.AddExtraKernels(tt.extra, tt.label))
+					require.NoError(t, p.AddExtraKernels(tt.extra, tt.label, true))
 					plans = append(plans, p)
 				}
 			}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"os"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
@@ -15,8 +17,10 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/yaml"
 
 	"kmm.dev/kmm/pkg/contract"
+	"kmm.dev/kmm/pkg/nodes"
 	"kmm.dev/kmm/pkg/render"
 )
 
@@ -102,13 +106,13 @@ func hasVolume(spec corev1.PodSpec, name string) bool {
 // plugins of the helm-managed modules against the placement want. It polls until the cluster
 // agrees (objects of a removed kernel are deleted in the background), and fails with what
 // differs.
-func checkBuilds(t *testing.T, ctx context.Context, modules []*render.Module, want placement) {
+func checkBuilds(t *testing.T, ctx context.Context, in buildInputs, modules []*render.Module, want placement) {
 	t.Helper()
 	var problems []string
 	err := poll(ctx, pollTimeout, func() (bool, error) {
 		problems = nil
 		for _, m := range modules {
-			p, err := buildProblems(ctx, m, want[m.ID()])
+			p, err := buildProblems(ctx, in, m, want[m.ID()])
 			if err != nil {
 				return false, err
 			}
@@ -121,7 +125,7 @@ func checkBuilds(t *testing.T, ctx context.Context, modules []*render.Module, wa
 	}
 }
 
-func buildProblems(ctx context.Context, m *render.Module, want map[string]string) ([]string, error) {
+func buildProblems(ctx context.Context, in buildInputs, m *render.Module, want map[string]string) ([]string, error) {
 	var problems []string
 	bad := func(format string, args ...any) {
 		problems = append(problems, m.ID()+": "+fmt.Sprintf(format, args...))
@@ -140,7 +144,15 @@ func buildProblems(ctx context.Context, m *render.Module, want map[string]string
 		}
 		jobByKernel[k] = j
 	}
-	wantJobs := built
+	wantJobs := append([]string{}, built...)
+	for _, k := range in.extra {
+		// extraKernels: built ahead of time when a mapping that builds matches.
+		if i := m.Mappings.Match(k); i >= 0 && !slices.Contains(wantJobs, k) &&
+			(c.Build != nil || c.Sign != nil || c.KernelMappings[i].Build != nil || c.KernelMappings[i].Sign != nil) {
+			wantJobs = append(wantJobs, k)
+		}
+	}
+	sort.Strings(wantJobs)
 	if nodeStrategy(m) {
 		wantJobs = nil
 	}
@@ -170,6 +182,7 @@ func buildProblems(ctx context.Context, m *render.Module, want map[string]string
 				bad("Job %s: build args %q lack %s", j.Name, env["KMM_BUILD_ARGS"], a)
 			}
 		}
+		problems = append(problems, in.osDefaultProblems(m, "Job "+j.Name, k, env)...)
 		signs := c.Sign != nil
 		if (env["KMM_SIGN"] == "true") != signs || hasVolume(spec, "kmm-sign-key") != signs {
 			bad("Job %s: signing wired = %v (KMM_SIGN=%q), want %v", j.Name, hasVolume(spec, "kmm-sign-key"), env["KMM_SIGN"], signs)
@@ -215,6 +228,7 @@ func buildProblems(ctx context.Context, m *render.Module, want map[string]string
 			if env := envOf(*build); env["KMM_OUTPUT"] != "local" {
 				bad("loader %s: the node build writes %q, want local", ds.Name, env["KMM_OUTPUT"])
 			}
+			problems = append(problems, in.osDefaultProblems(m, "loader "+ds.Name, k, envOf(*build))...)
 		default:
 			if wait == nil || build != nil {
 				bad("loader %s: want only %s", ds.Name, contract.ContainerWaitImage)
@@ -305,13 +319,14 @@ func TestBuildInputChange(t *testing.T) {
 						c["kernelMappings"] = []any{
 							map[string]any{"regexp": `^5\.4\.\d+-\d+\.\d+\.amzn2\.x86_64$`},
 							map[string]any{"regexp": `^6\.1\.\d+-\d+\.\d+\.amzn2023\.x86_64$`, "build": map[string]any{
-								"dockerfileConfigMap": map[string]any{"name": "kmm-kmod-al2023"},
+								"dockerfileConfigMap": map[string]any{"name": "kmm-kmod"},
 								"buildArgs":           []any{map[string]any{"name": "KMOD_VERSION", "value": arg}},
 							}},
 						}
 						kept = append(kept, m)
 					}
 					v["modules"] = kept
+					v["extraKernels"] = []any{} // one Job per kernel a node runs
 					v["controller"] = map[string]any{"enabled": false}
 					v["crds"] = map[string]any{"enabled": false}
 				})
@@ -332,7 +347,7 @@ func TestBuildInputChange(t *testing.T) {
 				t.Fatalf("want the one module kmm-kmod, have %d", len(modules))
 			}
 			want := expected(modules, ex.nodes)
-			checkBuilds(t, ctx, modules, want)
+			checkBuilds(t, ctx, ex.buildInputs(t, ex.nodes), modules, want)
 			before, err := jobsOf(ctx, modules[0])
 			if err != nil {
 				t.Fatal(err)
@@ -380,4 +395,108 @@ func TestBuildInputChange(t *testing.T) {
 			}
 		})
 	}
+}
+
+// buildInputs is what decides a module's builds besides its placement: the nodes (their OS
+// picks the build defaults), the values' extraKernels and the chart's build.osDefaults.
+type buildInputs struct {
+	nodes      []nodes.Node
+	extra      []string
+	osDefaults map[string]struct{ BaseImage, Headers, Kmod string }
+}
+
+// buildInputs reads the example's extraKernels and the chart's build.osDefaults (which the
+// examples do not override) from the values files, for the nodes ns.
+func (ex *example) buildInputs(t *testing.T, ns []nodes.Node) buildInputs {
+	t.Helper()
+	in := buildInputs{nodes: ns}
+	var values struct {
+		ExtraKernels []any `json:"extraKernels"`
+	}
+	readYAML(t, ex.values, &values)
+	for _, e := range values.ExtraKernels {
+		switch e := e.(type) {
+		case string:
+			in.extra = append(in.extra, e)
+		case map[string]any:
+			in.extra = append(in.extra, e["kernel"].(string))
+		}
+	}
+	var chart struct {
+		Build struct {
+			OSDefaults map[string]struct{ BaseImage, Headers, Kmod string } `json:"osDefaults"`
+		} `json:"build"`
+	}
+	readYAML(t, filepath.Join(chartDir, "values.yaml"), &chart)
+	in.osDefaults = chart.Build.OSDefaults
+	return in
+}
+
+func readYAML(t *testing.T, path string, v any) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := yaml.Unmarshal(b, v); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+}
+
+// osFamilies are the OS images the examples' nodes report, by prefix, and the family of build
+// defaults each one gets.
+var osFamilies = []struct{ prefix, family string }{
+	{"Amazon Linux 2023", "al2023"},
+	{"Amazon Linux 2", "al2"},
+	{"Ubuntu", "ubuntu"},
+	{"Container-Optimized OS", "cos"},
+}
+
+// osDefaultProblems checks that a build of kernel k (env: its build container's environment)
+// got the build defaults of the OS of the nodes that run k: KMM_OS, the release the base image
+// or dnf needs, the base image and both recipes.
+func (in buildInputs) osDefaultProblems(m *render.Module, what, k string, env map[string]string) []string {
+	osImage := ""
+	for _, n := range in.nodes {
+		if n.Kernel == k {
+			osImage = n.OSImage
+			break
+		}
+	}
+	if osImage == "" && strings.Contains(k, ".amzn2023.") { // an extra kernel
+		osImage = "Amazon Linux 2023"
+	}
+	family := ""
+	for _, f := range osFamilies {
+		if strings.HasPrefix(osImage, f.prefix) {
+			family = f.family
+			break
+		}
+	}
+	if family == "" {
+		return []string{fmt.Sprintf("%s: %s: kernel %s: the test knows no OS family for %q", m.ID(), what, k, osImage)}
+	}
+	release := ""
+	switch fields := strings.Fields(osImage); {
+	case family == "al2023" && len(fields) > 2:
+		release = fields[2] // Amazon Linux 2023.6.20241010
+	case family == "ubuntu" && len(fields) > 1:
+		release = strings.Join(strings.SplitN(fields[1], ".", 3)[:2], ".") // Ubuntu 22.04.2 LTS
+	}
+	d := in.osDefaults[family]
+	args := strings.Split(env["KMM_BUILD_ARGS"], "\n")
+	want := []string{"KMM_OS=" + family, "KMM_BASE_IMAGE=" + strings.ReplaceAll(d.BaseImage, "${KMM_OS_RELEASE}", release)}
+	if release != "" {
+		want = append(want, "KMM_OS_RELEASE="+release)
+	}
+	var out []string
+	for _, w := range want {
+		if !slices.Contains(args, w) {
+			out = append(out, fmt.Sprintf("%s: %s: kernel %s: build args %q lack %s", m.ID(), what, k, env["KMM_BUILD_ARGS"], w))
+		}
+	}
+	if env["KMM_OS_HEADERS"] != d.Headers || env["KMM_OS_KMOD"] != d.Kmod || d.Headers == "" {
+		out = append(out, fmt.Sprintf("%s: %s: kernel %s: the recipes are not build.osDefaults.%s's", m.ID(), what, k, family))
+	}
+	return out
 }

@@ -114,7 +114,7 @@ func lifecycle(t *testing.T, version int, ex *example, ch kernelChange) {
 	}
 	checkServiceAccounts(t, ctx, ex)
 	checkDaemonSetCount(t, rev1, want)
-	checkBuilds(t, ctx, modules, want)
+	checkBuilds(t, ctx, ex.buildInputs(t, ex.nodes), modules, want)
 	moduleUIDs := checkOperatorModules(t, ctx, ex)
 
 	// No-op upgrade: nothing changes, not even a DaemonSet's generation or a pod.
@@ -181,7 +181,7 @@ func lifecycle(t *testing.T, version int, ex *example, ch kernelChange) {
 		t.Errorf("after the upgrade a DaemonSet remains for kernel %s, which no node runs any more: %v", ch.from, after)
 	}
 	checkDaemonSetCount(t, after, want2)
-	checkBuilds(t, ctx, modules, want2)
+	checkBuilds(t, ctx, ex.buildInputs(t, changed), modules, want2)
 
 	// Rollback to the first revision with every module: its DaemonSets again.
 	helm(t, ctx, version, "rollback", release, fmt.Sprint(base), "-n", releaseNamespace, "--wait", "--timeout", "3m")

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -63,58 +64,65 @@ current-context: nowhere
 	for _, version := range []int{3, 4} {
 		for _, tc := range cases {
 			t.Run(fmt.Sprintf("helm%d/%s", version, tc.name), func(t *testing.T) {
-				args := []string{"install", release, chartDir, "-n", releaseNamespace, "--create-namespace", "-f", ex.values}
-				if version == 3 {
-					args = append(args, "--post-renderer", kmmRender)
-				} else {
-					args = append(args, "--post-renderer", "kmm-render")
-				}
-				for _, a := range tc.args {
-					args = append(args, "--post-renderer-args="+a)
-				}
-				args = append(args, "--wait", "--timeout", "1m")
-				lastError := filepath.Join(kc.HelmCacheHome(version), "kmm-render", "last-error.txt")
-				_ = os.Remove(lastError)
-				stdout, stderr, err := kc.Helm(ctx, version, args...)
-				if err == nil {
-					cleanupRelease(t, ctx)
-					t.Fatalf("helm%d install succeeded; want a failure\nstdout:\n%s\nstderr:\n%s", version, stdout, stderr)
-				}
-				t.Logf("helm%d failed as it should: %s", version, strings.TrimSpace(stderr))
-				wants := tc.helm3Says
-				if version == 4 {
-					// Helm 4 hides the plugin's stderr; its own message names the plugin,
-					// and kmm-render leaves its message in $HELM_CACHE_HOME (README).
-					wants = []string{"kmm-render"}
-					msg, err := os.ReadFile(lastError)
-					if err != nil {
-						t.Errorf("kmm-render left no message for Helm 4 users: %v", err)
-					}
-					for _, w := range tc.helm3Says {
-						if !strings.Contains(string(msg), w) {
-							t.Errorf("%s does not mention %q:\n%s", lastError, w, msg)
-						}
-					}
-				}
-				for _, w := range wants {
-					if !strings.Contains(stderr, w) {
-						t.Errorf("helm%d stderr does not mention %q:\n%s", version, w, stderr)
-					}
-				}
-				dss, sas, err := releaseObjects(ctx, instanceLabel)
-				if err != nil {
-					t.Fatal(err)
-				}
-				secrets, err := releaseSecrets(ctx)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if len(dss)+len(sas)+len(secrets) > 0 {
-					t.Errorf("a failed install left objects behind: DaemonSets %v, ServiceAccounts %v, release secrets %v", dss, sas, secrets)
-					cleanupRelease(t, ctx)
-				}
+				expectInstallRefused(t, ctx, version, ex.values, tc.args, tc.helm3Says)
 			})
 		}
+	}
+}
+
+// expectInstallRefused runs helm install with kmm-render as post-renderer (postArgs its
+// arguments) and checks that it fails, that the user is told each of says (Helm 3 shows
+// kmm-render's stderr; Helm 4 names the plugin, and kmm-render's message is in
+// $HELM_CACHE_HOME), and that nothing of the release was created.
+func expectInstallRefused(t *testing.T, ctx context.Context, version int, values string, postArgs, says []string) {
+	t.Helper()
+	args := []string{"install", release, chartDir, "-n", releaseNamespace, "--create-namespace", "-f", values}
+	if version == 3 {
+		args = append(args, "--post-renderer", kmmRender)
+	} else {
+		args = append(args, "--post-renderer", "kmm-render")
+	}
+	for _, a := range postArgs {
+		args = append(args, "--post-renderer-args="+a)
+	}
+	args = append(args, "--wait", "--timeout", "1m")
+	lastError := filepath.Join(kc.HelmCacheHome(version), "kmm-render", "last-error.txt")
+	_ = os.Remove(lastError)
+	stdout, stderr, err := kc.Helm(ctx, version, args...)
+	if err == nil {
+		cleanupRelease(t, ctx)
+		t.Fatalf("helm%d install succeeded; want a failure\nstdout:\n%s\nstderr:\n%s", version, stdout, stderr)
+	}
+	t.Logf("helm%d failed as it should: %s", version, strings.TrimSpace(stderr))
+	wants := says
+	if version == 4 {
+		wants = []string{"kmm-render"}
+		msg, err := os.ReadFile(lastError)
+		if err != nil {
+			t.Errorf("kmm-render left no message for Helm 4 users: %v", err)
+		}
+		for _, w := range says {
+			if !strings.Contains(string(msg), w) {
+				t.Errorf("%s does not mention %q:\n%s", lastError, w, msg)
+			}
+		}
+	}
+	for _, w := range wants {
+		if !strings.Contains(stderr, w) {
+			t.Errorf("helm%d stderr does not mention %q:\n%s", version, w, stderr)
+		}
+	}
+	dss, sas, err := releaseObjects(ctx, instanceLabel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	secrets, err := releaseSecrets(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(dss)+len(sas)+len(secrets) > 0 {
+		t.Errorf("a failed install left objects behind: DaemonSets %v, ServiceAccounts %v, release secrets %v", dss, sas, secrets)
+		cleanupRelease(t, ctx)
 	}
 }
 

@@ -43,7 +43,7 @@ func TestNodesTableAgreesWithDaemonSets(t *testing.T) {
 				if mp.Module.Operator() {
 					continue
 				}
-				for _, tg := range mp.Plan.Targets {
+				for _, tg := range mp.Plan.LoaderTargets(false) { // extra kernels: built, not loaded
 					promised = append(promised, strings.Join([]string{mp.Module.ID(), tg.Kernel, tg.LabelValue, report.ImageOf(mp.Module, tg)}, " "))
 				}
 			}

@@ -1,11 +1,12 @@
 // Package kernel proves on a real Linux kernel what the chart renders for a module: the chart's
 // own scripts and environment, taken from charts/kmm rendered through kmm-render for
 // testdata/values.yaml, build examples/kmod against Debian's kernel headers (build.sh with the
-// build Job's KMM_BUILD_ARGS, as examples/kmod/Dockerfile.debian runs it), sign it (sign.sh with
-// the kernel's sign-file; each signature is then verified against the certificate with openssl),
-// and load and unload it in a qemu VM that boots Debian's kernel (load.sh and unload.sh with the
-// loader DaemonSet's environment): loading order, parameters, firmware, the removal of an
-// in-tree module, and the refusal of a module built for another kernel and of a missing module.
+// build Job's KMM_BUILD_ARGS, as examples/kmod/Dockerfile runs it with the debian recipe of the
+// chart's build.osDefaults), sign it (sign.sh with the kernel's sign-file; each signature is
+// then verified against the certificate with openssl), and load and unload it in a qemu VM that
+// boots Debian's kernel (load.sh and unload.sh with the loader DaemonSet's environment):
+// loading order, parameters, firmware, the removal of an in-tree module, and the refusal of a
+// module built for another kernel and of a missing module.
 //
 //	make kernel-test    # installs qemu, the kernel and its headers when missing, then runs this
 //
@@ -91,8 +92,8 @@ func TestKernel(t *testing.T) {
 	}
 	lap("render")
 
-	// 2. Build: examples/kmod/build.sh with the build Job's build args, as Dockerfile.debian runs
-	// it, into the image tree.
+	// 2. Build: examples/kmod/build.sh with the build Job's build args, as examples/kmod/Dockerfile
+	// runs it for Debian nodes (build.osDefaults.debian), into the image tree.
 	image := filepath.Join(work, "image")
 	unsigned := filepath.Join(work, "unsigned")
 	step(t, "build", func(t *testing.T) {
@@ -411,8 +412,9 @@ func prepareRefusals(t *testing.T, h *host, work string, r *rendered, image, uns
 }
 
 // buildKmod runs examples/kmod/build.sh with the build args as environment variables, as
-// examples/kmod/Dockerfile.debian does (its ARGs), into dest, building in the folder build
-// (Kbuild's M= cannot hold blanks or parentheses, which subtests' temporary folders have).
+// examples/kmod/Dockerfile does (its ARGs) with the debian recipe (build.osDefaults.debian: the
+// headers in /usr/src/linux-headers-<kernel>, no MAKE_ARGS), into dest, building in the folder
+// build (Kbuild's M= cannot hold blanks or parentheses, which subtests' temporary folders have).
 func buildKmod(t *testing.T, headers string, args []string, dirName, build, dest string) {
 	t.Helper()
 	src, err := filepath.Abs(filepath.Join(repoRoot, "examples", "kmod"))
