@@ -478,8 +478,8 @@ func (in buildInputs) osDefaultProblems(m *render.Module, what, k string, env ma
 	}
 	release := ""
 	switch fields := strings.Fields(osImage); {
-	case family == "al2023" && len(fields) > 2:
-		release = fields[2] // Amazon Linux 2023.6.20241010
+	case family == "al2023" && len(fields) > 2 && strings.HasPrefix(fields[2], "2023."):
+		release = fields[2] // Amazon Linux 2023.6.20241010; an extra kernel's bare 2023 names none
 	case family == "ubuntu" && len(fields) > 1:
 		release = strings.Join(strings.SplitN(fields[1], ".", 3)[:2], ".") // Ubuntu 22.04.2 LTS
 	}
