@@ -443,6 +443,61 @@ func TestSelfSignedWebhookNoOpUpgrade(t *testing.T) {
 			if !maps.Equal(gens, gens2) {
 				t.Errorf("no-op upgrade changed objects (name -> generation):\nbefore %v\nafter  %v", gens, gens2)
 			}
+
+			// Renewal. A short-lived certificate (1 day, inside the 30-day renewal window) is
+			// renewed by the next upgrade, signed by the same CA: the webhook configuration's
+			// caBundle stays as it was. Then a renewal window longer than the CA's life renews the
+			// CA too, and the caBundle follows it.
+			renew := func(set ...string) (old, now *corev1.Secret) {
+				t.Helper()
+				old, err := kc.Client.CoreV1().Secrets(releaseNamespace).Get(ctx, secret, metav1.GetOptions{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				a := args("upgrade")
+				for _, kv := range set {
+					a = append(a, "--set", kv)
+				}
+				helm(t, ctx, version, a...)
+				now, err = kc.Client.CoreV1().Secrets(releaseNamespace).Get(ctx, secret, metav1.GetOptions{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				vwc, err := kc.Client.AdmissionregistrationV1().ValidatingWebhookConfigurations().List(ctx, metav1.ListOptions{LabelSelector: instanceLabel})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(vwc.Items) == 0 {
+					t.Fatal("no ValidatingWebhookConfiguration")
+				}
+				for _, w := range vwc.Items[0].Webhooks {
+					if string(w.ClientConfig.CABundle) != string(now.Data["ca.crt"]) {
+						t.Errorf("webhook %s trusts another CA than the one that signed the serving certificate", w.Name)
+					}
+				}
+				return old, now
+			}
+			same := func(a, b *corev1.Secret, key string) bool { return string(a.Data[key]) == string(b.Data[key]) }
+			short := "webhook.selfSignedValidityDays=1"
+			// A window longer than the CA's life: both are renewed (the new certificate lives a day).
+			old, now := renew(short, "webhook.selfSignedRenewBeforeDays=4000")
+			if same(old, now, "ca.crt") || same(old, now, "tls.crt") {
+				t.Errorf("a renewal window longer than the CA's life renewed neither the CA nor the certificate")
+			}
+			// The 1-day certificate is within the 30-day window: renewed, by the same CA.
+			old, now = renew(short)
+			if same(old, now, "tls.crt") {
+				t.Errorf("an upgrade kept a certificate that expires within selfSignedRenewBeforeDays (%s)", now.Annotations["kmm.dev/webhook-tls-not-after"])
+			}
+			if !same(old, now, "ca.crt") {
+				t.Errorf("renewing the serving certificate replaced the CA, which had ten years left")
+			}
+			// Back to the defaults: renewed once more (it still expires within a day), then kept.
+			_, _ = renew()
+			old, now = renew()
+			if !same(old, now, "tls.crt") || !same(old, now, "ca.crt") {
+				t.Errorf("an upgrade renewed a certificate with ten years left")
+			}
 			helm(t, ctx, version, "uninstall", release, "-n", releaseNamespace, "--wait", "--timeout", "3m")
 		})
 	}

@@ -52,8 +52,9 @@ func renderChart(t *testing.T, values string, sets []string, apiVersions []strin
 }
 
 // generated matches the values the chart generates anew on every render without a cluster:
-// the self-signed webhook CA, certificate and key, and the checksum of them on the webhook pods.
-var generated = regexp.MustCompile(`(?m)^(\s*(?:ca\.crt|tls\.crt|tls\.key|caBundle|checksum/tls):\s*).+$`)
+// the self-signed webhook CA, certificate and keys, their expiry (which moves with the clock), and
+// the checksum of them on the webhook pods.
+var generated = regexp.MustCompile(`(?m)^(\s*(?:ca\.crt|ca\.key|tls\.crt|tls\.key|caBundle|checksum/tls|kmm\.dev/webhook-tls-(?:ca-)?not-after):\s*).+$`)
 
 func normalize(s string) string { return generated.ReplaceAllString(s, "${1}<generated>") }
 

@@ -298,20 +298,50 @@ them), else generated. Computed once per render and cached, so that the Secret, 
 ValidatingWebhookConfiguration and the CRD conversion webhook all carry the same CA.
 */}}
 {{- define "kmm.webhook.selfSignedTLS" -}}
+{{- /*
+The self-signed CA and serving certificate, as base64 (ca, caKey, crt, key) with their expiry
+(caNotAfter, notAfter: RFC 3339). The certificate lives webhook.selfSignedValidityDays, the CA
+that or ten years, whichever is longer. Kept from the existing Secret on upgrade while more than
+webhook.selfSignedRenewBeforeDays remain; then the serving certificate is renewed, signed by
+the same CA (the webhook configuration's caBundle does not change), and the CA too when it
+expires within that window or its key is not in the Secret (Secrets of older chart versions).
+Computed once per render.
+*/ -}}
 {{- if not (hasKey .Values "__kmmWebhookTLS") }}
 {{- $name := include "kmm.webhook.tlsSecretName" . }}
 {{- $existing := lookup "v1" "Secret" .Release.Namespace $name }}
 {{- $data := dict }}
-{{- if $existing }}{{ $data = default dict $existing.data }}{{ end }}
-{{- $tls := dict }}
-{{- if and (index $data "ca.crt") (index $data "tls.crt") (index $data "tls.key") }}
-{{- $tls = dict "ca" (index $data "ca.crt") "crt" (index $data "tls.crt") "key" (index $data "tls.key") }}
-{{- else }}
+{{- $ann := dict }}
+{{- if $existing }}
+{{- $data = default dict $existing.data }}
+{{- $ann = default dict $existing.metadata.annotations }}
+{{- end }}
 {{- $days := int .Values.webhook.selfSignedValidityDays }}
+{{- $renewAt := int64 (add (now | unixEpoch | int64) (mul (int .Values.webhook.selfSignedRenewBeforeDays) 86400)) }}
+{{- $layout := "2006-01-02T15:04:05Z07:00" }}
+{{- $notAfter := dateInZone $layout (now | dateModify (printf "+%dh" (mul $days 24))) "UTC" }}
+{{- $valid := dict }}
+{{- range $k := list "notAfter" "caNotAfter" }}
+{{- $t := index $ann (printf "kmm.dev/webhook-tls-%s" ($k | kebabcase)) }}
+{{- $_ := set $valid $k (and $t (gt (toDate $layout $t | unixEpoch | int64) $renewAt)) }}
+{{- end }}
+{{- $tls := dict }}
+{{- if and (index $data "ca.crt") (index $data "tls.crt") (index $data "tls.key") $valid.notAfter }}
+{{- $tls = dict "ca" (index $data "ca.crt") "caKey" (index $data "ca.key" | default "") "crt" (index $data "tls.crt") "key" (index $data "tls.key") "notAfter" (index $ann "kmm.dev/webhook-tls-not-after") "caNotAfter" (index $ann "kmm.dev/webhook-tls-ca-not-after" | default "") }}
+{{- else }}
 {{- $dns := include "kmm.webhook.dnsNames" . | fromJsonArray }}
-{{- $ca := genCA (printf "%s-webhook-ca" (include "kmm.fullname" .)) $days }}
+{{- $ca := dict }}
+{{- $caNotAfter := $notAfter }}
+{{- if and (index $data "ca.crt") (index $data "ca.key") $valid.caNotAfter }}
+{{- $ca = buildCustomCert (index $data "ca.crt") (index $data "ca.key") }}
+{{- $caNotAfter = index $ann "kmm.dev/webhook-tls-ca-not-after" }}
+{{- else }}
+{{- $caDays := int (max $days 3650) }}
+{{- $ca = genCA (printf "%s-webhook-ca" (include "kmm.fullname" .)) $caDays }}
+{{- $caNotAfter = dateInZone $layout (now | dateModify (printf "+%dh" (mul $caDays 24))) "UTC" }}
+{{- end }}
 {{- $cert := genSignedCert (first $dns) nil $dns $days $ca }}
-{{- $tls = dict "ca" ($ca.Cert | b64enc) "crt" ($cert.Cert | b64enc) "key" ($cert.Key | b64enc) }}
+{{- $tls = dict "ca" ($ca.Cert | b64enc) "caKey" ($ca.Key | b64enc) "crt" ($cert.Cert | b64enc) "key" ($cert.Key | b64enc) "notAfter" $notAfter "caNotAfter" $caNotAfter }}
 {{- end }}
 {{- $_ := set .Values "__kmmWebhookTLS" $tls }}
 {{- end }}
