@@ -261,6 +261,27 @@ func TestModulePodsLeastPrivilege(t *testing.T) {
 					assert.Equal(t, ptr(false), sc.Privileged, "loader %s", ds.Name)
 					assert.Equal(t, ptr(false), sc.AllowPrivilegeEscalation, "loader %s", ds.Name)
 					assert.Equal(t, ptr(true), sc.ReadOnlyRootFilesystem, "loader %s", ds.Name)
+					// Host paths: the host's modules, read only; with firmware, the firmware
+					// folder and the kernel's firmware search path parameter (written as root,
+					// no capability needed).
+					ro := map[string]bool{}
+					for _, m := range c.VolumeMounts {
+						ro[m.Name] = m.ReadOnly
+					}
+					for _, v := range pod.Volumes {
+						if v.HostPath == nil {
+							continue
+						}
+						switch v.HostPath.Path {
+						case "/lib/modules":
+							assert.True(t, ro[v.Name], "loader %s mounts /lib/modules writable", ds.Name)
+						case "/var/lib/firmware", "/sys/module/firmware_class/parameters":
+							assert.Contains(t, c.Env, corev1.EnvVar{Name: "KMM_FIRMWARE_PATH", Value: "/firmware"},
+								"loader %s mounts %s but loads no firmware", ds.Name, v.HostPath.Path)
+						default:
+							assert.Failf(t, "unexpected host path", "loader %s mounts %s", ds.Name, v.HostPath.Path)
+						}
+					}
 					for _, ic := range pod.InitContainers {
 						if ic.SecurityContext != nil && ic.SecurityContext.Capabilities != nil {
 							assert.Empty(t, ic.SecurityContext.Capabilities.Add, "init container %s of %s", ic.Name, ds.Name)
