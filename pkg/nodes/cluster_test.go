@@ -18,7 +18,9 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 )
 
 // fakeAPI serves GET /api/v1/nodes from a fixed node list, paginated like the API server:
@@ -489,4 +491,149 @@ func TestFromClusterCallerContextCancelled(t *testing.T) {
 	assert.ErrorIs(t, err, context.Canceled)
 	assert.NotContains(t, err.Error(), "no answer within", "the caller cancelled; nothing timed out")
 	assert.Empty(t, api.seen(), "no request after the caller cancelled")
+}
+
+// statusServer answers every request with an API server Status of code and reason (and the
+// header fields), and counts the requests.
+func statusServer(t *testing.T, code int, reason metav1.StatusReason, message string, header http.Header) (url string, requests func() int) {
+	t.Helper()
+	var mu sync.Mutex
+	n := 0
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		n++
+		mu.Unlock()
+		writeStatus(w, code, reason, message, header)
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL, func() int { mu.Lock(); defer mu.Unlock(); return n }
+}
+
+func writeStatus(w http.ResponseWriter, code int, reason metav1.StatusReason, message string, header http.Header) {
+	for k, vs := range header {
+		w.Header()[k] = vs
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(&metav1.Status{
+		TypeMeta: metav1.TypeMeta{Kind: "Status", APIVersion: "v1"},
+		Status:   metav1.StatusFailure, Message: message, Reason: reason, Code: int32(code),
+	})
+}
+
+// TestFromClusterRefusals: each way the API server can refuse the listing gives a sentence that
+// says what happened and what to check, names the server, and keeps the server's own error.
+func TestFromClusterRefusals(t *testing.T) {
+	tests := []struct {
+		name         string
+		code         int
+		reason       metav1.StatusReason
+		message      string
+		header       http.Header
+		wantErr      []string
+		wantRequests int // 0: more than one (retried)
+	}{
+		{
+			name: "401 refused credentials", code: 401, reason: metav1.StatusReasonUnauthorized, message: "Unauthorized",
+			wantErr:      []string{"credentials refused (401): check the kubeconfig's user/token", "Unauthorized"},
+			wantRequests: 1,
+		},
+		{
+			name: "403 forbidden", code: 403, reason: metav1.StatusReasonForbidden,
+			message:      `nodes is forbidden: User "system:serviceaccount:ci:deployer" cannot list resource "nodes" in API group "" at the cluster scope`,
+			wantErr:      []string{"forbidden (403): kmm-render needs list on nodes (deploy/kmm-render-rbac.yaml)", `User "system:serviceaccount:ci:deployer" cannot list resource "nodes"`},
+			wantRequests: 1,
+		},
+		{
+			// Retry-After: 0 makes client-go's retries run out at once.
+			name: "429 every time", code: 429, reason: metav1.StatusReasonTooManyRequests, message: "too many requests, please try again later",
+			header:  http.Header{"Retry-After": {"0"}},
+			wantErr: []string{"the server answered 429 Too Many Requests, and again on every retry it asked for (Retry-After)", "too many requests"},
+		},
+		{
+			name: "500", code: 500, reason: metav1.StatusReasonInternalError, message: "etcdserver: request timed out",
+			wantErr:      []string{"the server returned 500 Internal Server Error", "etcdserver: request timed out"},
+			wantRequests: 1,
+		},
+		{
+			name: "503 without Status reason", code: 503, message: "apiserver is shutting down",
+			wantErr:      []string{"the server returned 503 Service Unavailable", "apiserver is shutting down"},
+			wantRequests: 1,
+		},
+		{
+			name: "410 on the first page", code: 410, reason: metav1.StatusReasonExpired, message: "too old resource version: 1 (42)",
+			wantErr:      []string{"the server answered 410 Gone (the list expired)", "too old resource version"},
+			wantRequests: 1,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			isolate(t)
+			url, requests := statusServer(t, tt.code, tt.reason, tt.message, tt.header)
+			kc := writeKubeconfig(t, url, url)
+			ns, err := FromCluster(context.Background(), ClusterOptions{Kubeconfig: kc, Timeout: 10 * time.Second})
+			require.Error(t, err)
+			assert.Nil(t, ns)
+			assert.Contains(t, err.Error(), "listing nodes from "+url+": ")
+			for _, s := range tt.wantErr {
+				assert.Contains(t, err.Error(), s)
+			}
+			var st apierrors.APIStatus
+			require.True(t, errors.As(err, &st), "the server's error is kept: %v", err)
+			assert.EqualValues(t, tt.code, st.Status().Code)
+			assert.NotContains(t, err.Error(), "no answer within")
+			if tt.wantRequests > 0 {
+				assert.Equal(t, tt.wantRequests, requests())
+			} else {
+				assert.Greater(t, requests(), 1, "client-go retried as Retry-After asked")
+			}
+		})
+	}
+}
+
+// TestFromClusterRelistFails: a continue token expires between pages, and the full list the
+// pager then makes fails too: no node comes back, and the error says both.
+func TestFromClusterRelistFails(t *testing.T) {
+	isolate(t)
+	api := newFakeAPI(t, "n-a", "n-b", "n-c")
+	api.expireContinue = true
+	var mu sync.Mutex
+	var seen []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		mu.Lock()
+		seen = append(seen, q.Get("limit")+"/"+q.Get("continue"))
+		mu.Unlock()
+		if q.Get("limit") == "" && q.Get("continue") == "" {
+			writeStatus(w, 500, metav1.StatusReasonInternalError, "etcd is down", nil)
+			return
+		}
+		api.serve(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	kc := writeKubeconfig(t, srv.URL, srv.URL)
+	ns, err := FromCluster(context.Background(), ClusterOptions{Kubeconfig: kc, PageSize: 2, Timeout: 10 * time.Second})
+	require.Error(t, err)
+	assert.Nil(t, ns, "never part of a list")
+	for _, s := range []string{
+		"listing nodes from " + srv.URL,
+		"the continue token expired between pages (410 Expired), and listing every node at once failed",
+		"the server returned 500 Internal Server Error", "etcd is down",
+	} {
+		assert.Contains(t, err.Error(), s)
+	}
+	assert.True(t, apierrors.IsInternalError(err), "%v", err)
+	assert.Equal(t, []string{"2/", "2/2", "/"}, seen, "first page, expired continue, full list")
+}
+
+func TestExplainAPIError(t *testing.T) {
+	plain := errors.New("dial tcp 127.0.0.1:1: connect: connection refused")
+	assert.Same(t, plain, ExplainAPIError(plain, "list", "nodes"), "not an API status: unchanged")
+	notFound := apierrors.NewNotFound(corev1.Resource("nodes"), "n-1")
+	assert.Equal(t, error(notFound), ExplainAPIError(notFound, "get", "nodes"), "nothing to add to a 404")
+
+	forbidden := apierrors.NewForbidden(schema.GroupResource{Group: "kmm.sigs.x-k8s.io", Resource: "modules"}, "m", errors.New("no RBAC rule"))
+	err := ExplainAPIError(fmt.Errorf("reading Module a/m: %w", forbidden), "get", "modules.kmm.sigs.x-k8s.io")
+	assert.Equal(t, `forbidden (403): kmm-render needs get on modules.kmm.sigs.x-k8s.io (deploy/kmm-render-rbac.yaml): reading Module a/m: modules.kmm.sigs.x-k8s.io "m" is forbidden: no RBAC rule`, err.Error())
+	assert.True(t, apierrors.IsForbidden(err))
 }
