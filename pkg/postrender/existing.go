@@ -44,7 +44,7 @@ func ClusterModules(o nodes.ClusterOptions) ModuleLookup {
 			return nil, nil
 		}
 		if err != nil {
-			return nil, fmt.Errorf("reading Module %s/%s from %s: %w", namespace, name, cfg.Host, err)
+			return nil, fmt.Errorf("reading Module %s/%s from %s: %w", namespace, name, cfg.Host, nodes.ExplainAPIError(err, "get", "modules.kmm.sigs.x-k8s.io"))
 		}
 		b, err := u.MarshalJSON()
 		if err != nil {
