@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -17,8 +18,11 @@ func main() {
 	err := newRootCommand().ExecuteContext(ctx)
 	stop()
 	if err != nil {
-		reportError(err)
-		os.Exit(1)
+		var quiet *exitError
+		if !errors.As(err, &quiet) || quiet.err != nil {
+			reportError(err)
+		}
+		os.Exit(exitCode(err))
 	}
 }
 

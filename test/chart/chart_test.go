@@ -369,3 +369,67 @@ func moduleNamespaces(t *testing.T, objs map[string][]string) []string {
 	slices.Sort(out)
 	return out
 }
+
+// TestDriftCronJob: drift.enabled renders the CronJob as values.yaml documents it (every five
+// minutes, kmm-render drift against this release, Events on), running restricted, and an
+// identity that can list nodes, read the release namespace's Secrets (Helm's storage) and create
+// Events, and nothing else. Off by default; on without a pinned image, an error.
+func TestDriftCronJob(t *testing.T) {
+	assert.Empty(t, objects(t, "", []string{"examples/gke/values.yaml"})["CronJob"], "off by default")
+
+	objs := objects(t, "", []string{"examples/gke/values.yaml"},
+		"drift.enabled=true", "drift.image.repository=registry.example.com/kmm-render", "drift.image.tag=v1.2.3")
+	jobs := decodeAll[batchv1.CronJob](t, objs["CronJob"])
+	require.Len(t, jobs, 1)
+	cj := jobs[0]
+	assert.Equal(t, "kmm-drift", cj.Name)
+	assert.Equal(t, "kmm-system", cj.Namespace)
+	assert.Equal(t, "*/5 * * * *", cj.Spec.Schedule)
+	assert.Equal(t, batchv1.ForbidConcurrent, cj.Spec.ConcurrencyPolicy)
+	assert.Equal(t, ptr(int32(0)), cj.Spec.JobTemplate.Spec.BackoffLimit, "a drifted run fails its Job once")
+	pod := cj.Spec.JobTemplate.Spec.Template.Spec
+	assert.Equal(t, "kmm-drift", pod.ServiceAccountName)
+	c := container(t, pod.Containers, "drift")
+	assert.Equal(t, "registry.example.com/kmm-render:v1.2.3", c.Image)
+	assert.Equal(t, []string{"drift", "--release=kmm", "--namespace=kmm-system",
+		"--kernel-label=feature.node.kubernetes.io/kernel-version.full", "--timeout=30s", "--events"}, c.Args)
+	assert.Equal(t, ptr(true), pod.SecurityContext.RunAsNonRoot)
+	assert.Equal(t, ptr(false), c.SecurityContext.AllowPrivilegeEscalation)
+	assert.Equal(t, ptr(true), c.SecurityContext.ReadOnlyRootFilesystem)
+	assert.Equal(t, []corev1.Capability{"ALL"}, c.SecurityContext.Capabilities.Drop)
+
+	rules := map[string][]rbacv1.PolicyRule{}
+	for _, cr := range decodeAll[rbacv1.ClusterRole](t, objs["ClusterRole"]) {
+		if cr.Labels["app.kubernetes.io/component"] == "drift" {
+			rules["ClusterRole "+cr.Name] = cr.Rules
+		}
+	}
+	for _, r := range decodeAll[rbacv1.Role](t, objs["Role"]) {
+		if r.Labels["app.kubernetes.io/component"] == "drift" {
+			rules["Role "+r.Namespace+"/"+r.Name] = r.Rules
+		}
+	}
+	assert.Equal(t, map[string][]rbacv1.PolicyRule{
+		"ClusterRole kmm-drift": {{APIGroups: []string{""}, Resources: []string{"nodes"}, Verbs: []string{"list"}}},
+		"Role kmm-system/kmm-drift": {
+			{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: []string{"get", "list"}},
+			{APIGroups: []string{""}, Resources: []string{"events"}, Verbs: []string{"create"}},
+		},
+		"Role kmm-demo/kmm-drift": {{APIGroups: []string{""}, Resources: []string{"events"}, Verbs: []string{"create"}}},
+	}, rules)
+	var subjects []string
+	for _, b := range decodeAll[rbacv1.RoleBinding](t, objs["RoleBinding"]) {
+		if b.Labels["app.kubernetes.io/component"] == "drift" {
+			for _, s := range b.Subjects {
+				subjects = append(subjects, b.Namespace+": "+s.Namespace+"/"+s.Name)
+			}
+		}
+	}
+	slices.Sort(subjects)
+	assert.Equal(t, []string{"kmm-demo: kmm-system/kmm-drift", "kmm-system: kmm-system/kmm-drift"}, subjects)
+
+	_, err := chartrender.Render(context.Background(), chartrender.Options{ChartDir: chartDir, Namespace: "kmm-system",
+		Values: []string{"drift.enabled=true", "drift.image.repository=registry.example.com/kmm-render"}})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "drift.image.tag or drift.image.digest is required")
+}
