@@ -102,8 +102,8 @@ kernel-deps: ## Install qemu, Debian's cloud kernel and headers, busybox-static 
 	fi
 
 .PHONY: test
-test: apt-deps kernel-deps tools build lint ## Run every test: unit, golden, chart lint, a real kernel in qemu and end-to-end against a local control plane.
-	KUBEBUILDER_ASSETS=$(ASSETS) $(GO) test -count=1 ./...
+test: apt-deps kernel-deps tools build lint fuzz ## Run every test: unit, golden, chart lint, a real kernel in qemu and end-to-end against a local control plane.
+	KUBEBUILDER_ASSETS=$(ASSETS) $(GO) test -count=1 -timeout 40m ./...
 
 # Packages whose tests take -update to rewrite their golden files.
 GOLDEN_PKGS = $(sort $(dir $(shell grep -rl --include='*_test.go' 'flag\.Bool."update"' pkg test cmd internal 2>/dev/null)))
@@ -114,7 +114,7 @@ unit: apt-deps ## Run the tests that need no control plane and no built tools (q
 
 .PHONY: e2e
 e2e: tools build ## Run the end-to-end tests only: local control plane, Helm 3 and 4, every example.
-	KUBEBUILDER_ASSETS=$(ASSETS) $(GO) test -count=1 -v -timeout 20m ./test/e2e
+	KUBEBUILDER_ASSETS=$(ASSETS) $(GO) test -count=1 -v -timeout 40m ./test/e2e
 
 .PHONY: kernel-test
 kernel-test: kernel-deps ## Build, sign, load and unload examples/kmod on a real kernel in qemu, with the chart's own scripts.
@@ -132,6 +132,20 @@ check-golden: golden ## Fail if `make golden` changes any committed golden file.
 BENCHTIME ?= 1s
 bench: ## Run the benchmarks (speed and memory targets); BENCHTIME=1x runs each once.
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./pkg/...
+
+# Fuzz targets, each run for FUZZTIME; a crasher is written to the package's testdata/fuzz/<target>/
+# (keep it: it is then a regression test of every go test run). FUZZMINIMIZETIME bounds how long
+# each new input is minimized: the seeds include real Helm outputs of ~80 KB, which Go would
+# otherwise spend a minute each shrinking.
+FUZZTIME ?= 10s
+FUZZMINIMIZETIME ?= 5s
+
+.PHONY: fuzz
+fuzz: ## Run each fuzz target for FUZZTIME (default 10s; make fuzz FUZZTIME=10m for a longer run).
+	$(GO) test -run='^$$' -fuzz='^FuzzPostRender$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=$(FUZZMINIMIZETIME) ./pkg/postrender
+	$(GO) test -run='^$$' -fuzz='^FuzzLoadNodes$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=$(FUZZMINIMIZETIME) ./pkg/nodes
+	$(GO) test -run='^$$' -fuzz='^FuzzKernelNaming$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=$(FUZZMINIMIZETIME) ./pkg/render
+	$(GO) test -run='^$$' -fuzz='^FuzzModuleList$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=$(FUZZMINIMIZETIME) ./pkg/module
 
 .PHONY: lint
 lint: lint-chart check-generated ## gofmt, go vet, helm lint --strict, generated files up to date.

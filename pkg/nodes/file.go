@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
+	"unicode"
 
 	corev1 "k8s.io/api/core/v1"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
@@ -63,15 +65,19 @@ func ParseObjects(data []byte) ([]corev1.Node, error) {
 	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(data), 4096)
 	var out []corev1.Node
 	for doc := 0; ; doc++ {
-		var raw map[string]any
-		if err := dec.Decode(&raw); err != nil {
+		var v any
+		if err := dec.Decode(&v); err != nil {
 			if errors.Is(err, io.EOF) {
 				break
 			}
 			return nil, fmt.Errorf("document %d: %w", doc+1, err)
 		}
-		if raw == nil {
+		if v == nil {
 			continue
+		}
+		raw, ok := v.(map[string]any)
+		if !ok {
+			return nil, fmt.Errorf("document %d is %s, not a Node, NodeList or List", doc+1, describe(v))
 		}
 		kind, _ := raw["kind"].(string)
 		switch kind {
@@ -82,7 +88,10 @@ func ParseObjects(data []byte) ([]corev1.Node, error) {
 			}
 			out = append(out, n)
 		case "NodeList", "List":
-			items, _ := raw["items"].([]any)
+			items, ok := raw["items"].([]any)
+			if !ok && raw["items"] != nil {
+				return nil, fmt.Errorf("document %d: items is %s, not a list", doc+1, describe(raw["items"]))
+			}
 			for i, it := range items {
 				obj, ok := it.(map[string]any)
 				if !ok || obj["kind"] != nil && obj["kind"] != "Node" {
@@ -130,17 +139,34 @@ func decodeNode(obj map[string]any) (corev1.Node, error) {
 	if n.Status.NodeInfo.KernelVersion == "" {
 		return corev1.Node{}, fmt.Errorf("node %q has no status.nodeInfo.kernelVersion", n.Name)
 	}
+	if err := FromCoreV1(&n).Check(); err != nil {
+		return corev1.Node{}, err
+	}
 	return n, nil
 }
 
 func describe(v any) string {
-	m, ok := v.(map[string]any)
-	if !ok {
+	var m map[string]any
+	switch v := v.(type) {
+	case map[string]any:
+		m = v
+	case []any:
+		return "a list"
+	case string:
+		return "a string"
+	case bool:
+		return "a boolean"
+	case float64, int64:
+		return "a number"
+	default:
 		return fmt.Sprintf("a %T", v)
 	}
 	kind, _ := m["kind"].(string)
 	if kind == "" {
 		return "an object without kind"
+	}
+	if strings.IndexFunc(kind, func(r rune) bool { return !unicode.IsPrint(r) }) >= 0 {
+		return "kind " + Quote(kind)
 	}
 	return "kind " + kind
 }

@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -323,6 +324,47 @@ status: {nodeInfo: {kernelVersion: "1.2.3"}}
 			name:    "a scalar document",
 			data:    "just text\n",
 			wantErr: []string{"document 1"},
+		},
+		// Node snapshots are not checked by an API server: kmm checks what planning relies on.
+		{
+			name:    "a JSON array",
+			data:    `[{"kind":"Node","metadata":{"name":"a"}}]`,
+			wantErr: []string{"document 1 is a list, not a Node, NodeList or List"},
+		},
+		{
+			name:    "a number",
+			data:    "42\n",
+			wantErr: []string{"document 1 is a number, not a Node, NodeList or List"},
+		},
+		{
+			name:    "items that are no list",
+			data:    "kind: List\nitems: {a: b}\n",
+			wantErr: []string{"document 1: items is an object without kind, not a list"},
+		},
+		{
+			name:    "kernel with a NUL byte",
+			data:    "kind: Node\nmetadata: {name: n1}\nstatus: {nodeInfo: {kernelVersion: \"5.10.1\\0x\"}}\n",
+			wantErr: []string{"document 1", `node "n1": status.nodeInfo.kernelVersion "5.10.1\x00x" holds byte 0x00 at offset 6`},
+		},
+		{
+			name:    "kernel with a newline, in a list",
+			data:    "kind: List\nitems:\n- kind: Node\n  metadata: {name: n1}\n  status: {nodeInfo: {kernelVersion: \"5.10.1\\nx\"}}\n",
+			wantErr: []string{"document 1: items[0]", `node "n1": status.nodeInfo.kernelVersion "5.10.1\nx" holds byte 0x0a`},
+		},
+		{
+			name:    "kernel of 1,000 characters",
+			data:    "kind: Node\nmetadata: {name: n1}\nstatus: {nodeInfo: {kernelVersion: \"" + strings.Repeat("9", 1000) + "\"}}\n",
+			wantErr: []string{`node "n1"`, "is 1000 bytes long; a kernel release (uname -r) has at most 256"},
+		},
+		{
+			name:    "node name that is no DNS subdomain",
+			data:    "kind: Node\nmetadata: {name: \"Node A\"}\nstatus: {nodeInfo: {kernelVersion: \"1.2.3\"}}\n",
+			wantErr: []string{`node "Node A": metadata.name is not a valid node name`},
+		},
+		{
+			name:    "kernel label value that no API server takes",
+			data:    "kind: Node\nmetadata: {name: n1, labels: {feature.node.kubernetes.io/kernel-version.full: \"1.2.3 x\"}}\nstatus: {nodeInfo: {kernelVersion: \"1.2.3\"}}\n",
+			wantErr: []string{`node "n1": metadata.labels: Invalid value: "1.2.3 x"`},
 		},
 		{
 			name:    "wrong field type in a node",

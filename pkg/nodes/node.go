@@ -4,9 +4,14 @@
 package nodes
 
 import (
+	"fmt"
 	"sort"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1validation "k8s.io/apimachinery/pkg/apis/meta/v1/validation"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 )
 
 // Node is what kmm needs to know of one cluster node.
@@ -31,6 +36,55 @@ func FromCoreV1(n *corev1.Node) Node {
 		Taints:       n.Spec.Taints,
 		ProviderID:   n.Spec.ProviderID,
 	}
+}
+
+// MaxKernelLen is the longest kernel release kmm accepts, in bytes. Linux's own limit is 64
+// (uname's release field); extraKernels have always been allowed up to this length.
+const MaxKernelLen = 256
+
+// CheckKernel refuses a kernel string that no Linux kernel reports (uname -r): longer than
+// MaxKernelLen, or holding anything but printable ASCII without spaces (control characters,
+// NUL, newlines, non-ASCII). Such a string would reach annotations, environment variables,
+// image names and messages; kmm refuses it rather than guess. The empty kernel (a node that
+// reports none yet) is not checked here.
+func CheckKernel(kernel string) error {
+	if len(kernel) > MaxKernelLen {
+		return fmt.Errorf("is %d bytes long; a kernel release (uname -r) has at most %d", len(kernel), MaxKernelLen)
+	}
+	for i := 0; i < len(kernel); i++ {
+		if c := kernel[i]; c <= ' ' || c >= 0x7f {
+			return fmt.Errorf("holds byte %#02x at offset %d; a kernel release (uname -r) is printable ASCII without spaces", c, i)
+		}
+	}
+	return nil
+}
+
+// Quote quotes a string from a node (a kernel, a name) for a message, cut to its first 64
+// bytes when longer.
+func Quote(kernel string) string {
+	if len(kernel) > 64 {
+		return fmt.Sprintf("%q...(%d bytes)", kernel[:64], len(kernel))
+	}
+	return fmt.Sprintf("%q", kernel)
+}
+
+// Check refuses a node that no API server would hold or no kubelet report: a name that is not
+// a DNS subdomain, a kernel CheckKernel refuses, or invalid labels (their values end up in
+// nodeSelectors). Snapshot files are not checked by an API server; kmm checks every node,
+// from a file or a cluster, before planning with it.
+func (n Node) Check() error {
+	if msgs := validation.IsDNS1123Subdomain(n.Name); len(msgs) > 0 {
+		return fmt.Errorf("node %s: metadata.name is not a valid node name: %s", Quote(n.Name), strings.Join(msgs, "; "))
+	}
+	if n.Kernel != "" {
+		if err := CheckKernel(n.Kernel); err != nil {
+			return fmt.Errorf("node %q: status.nodeInfo.kernelVersion %s %w", n.Name, Quote(n.Kernel), err)
+		}
+	}
+	if errs := metav1validation.ValidateLabels(n.Labels, field.NewPath("metadata", "labels")); len(errs) > 0 {
+		return fmt.Errorf("node %q: %w", n.Name, errs.ToAggregate())
+	}
+	return nil
 }
 
 // Platform tells where the node runs; see Detect.

@@ -157,13 +157,13 @@ func (r *Renderer) Run(ctx context.Context, manifests []byte) ([]byte, error) {
 		}
 	}
 	var out bytes.Buffer
-	seen := map[string]string{} // identity -> document name
+	seen := map[string]*document{} // identity -> the document that defines it; named on error only
 	emit := func(d *document, n *yaml.RNode, raw string) error {
 		id := identity(n)
 		if prev, dup := seen[id]; dup {
-			return fmt.Errorf("%s: %s is already defined by %s", d.name(), describeID(n), prev)
+			return fmt.Errorf("%s: %s is already defined by %s", d.name(), describeID(n), prev.name())
 		}
-		seen[id] = d.name()
+		seen[id] = d
 		out.WriteString(raw)
 		return nil
 	}
@@ -417,12 +417,23 @@ func (in *input) readSettings(o Options) error {
 		if s, err = render.DecodeSettings(in.listDoc.node.GetDataMap()[contract.SettingsKey]); err != nil {
 			return fmt.Errorf("%s: %s: %w", in.listDoc.name(), contract.SettingsKey, err)
 		}
+		// The chart's extraKernels follow the rule node kernels follow.
+		for i, e := range s.ExtraKernels {
+			if err := nodes.CheckKernel(e.Kernel); err != nil {
+				return fmt.Errorf("%s: %s: extraKernels[%d]: kernel %s %w", in.listDoc.name(), contract.SettingsKey, i, nodes.Quote(e.Kernel), err)
+			}
+		}
 	}
 	have := map[string]bool{}
 	for _, e := range s.ExtraKernels {
 		have[e.Kernel] = true
 	}
 	for _, e := range o.ExtraKernels {
+		if e.Kernel != "" {
+			if err := nodes.CheckKernel(e.Kernel); err != nil {
+				return fmt.Errorf("extra kernel %s (--extra-kernel) %w", nodes.Quote(e.Kernel), err)
+			}
+		}
 		if !have[e.Kernel] {
 			have[e.Kernel] = true
 			s.ExtraKernels = append(s.ExtraKernels, e)
@@ -483,9 +494,17 @@ func (i *inventory) get(ctx context.Context) ([]nodes.KernelGroup, error) {
 			return nil, i.err
 		}
 		var ns []nodes.Node
-		if ns, i.err = i.source(ctx); i.err == nil {
-			i.groups = nodes.ByKernel(ns)
+		if ns, i.err = i.source(ctx); i.err != nil {
+			return nil, i.err
 		}
+		// Snapshot files are checked as they are read; a cluster's nodes are checked here: a
+		// kernel string reaches annotations, environment variables and messages.
+		for _, n := range ns {
+			if i.err = n.Check(); i.err != nil {
+				return nil, i.err
+			}
+		}
+		i.groups = nodes.ByKernel(ns)
 	}
 	return i.groups, i.err
 }
@@ -502,5 +521,5 @@ func identity(n *yaml.RNode) string {
 }
 
 func describeID(n *yaml.RNode) string {
-	return n.GetKind() + " " + qualified(n.GetNamespace(), n.GetName())
+	return forMessage(n.GetKind()) + " " + forMessage(qualified(n.GetNamespace(), n.GetName()))
 }

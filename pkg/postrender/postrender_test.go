@@ -184,6 +184,14 @@ func TestPassThroughIsByteExact(t *testing.T) {
 		"no final newline":    configMap + "---\napiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: sa",
 		"comment-only doc":    "---\n# Source: kmm/templates/empty.yaml\n" + configMap,
 		"crlf and --- spaces": "--- \r\napiVersion: v1\r\nkind: ServiceAccount\r\nmetadata:\r\n  name: sa\r\n",
+		// Found by FuzzPostRender (testdata/fuzz/FuzzPostRender/regression-separator-without-newline):
+		// a last --- without a line break came back with one.
+		"--- without newline at the end":   configMap + "---",
+		"blank lines before the first ---": "\n \n" + configMap,
+		"byte order mark at the start":     "\ufeff" + configMap,
+		"comment on the --- line":          "--- # Source: kmm/templates/sa.yaml\napiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: sa\n",
+		"anchor without alias":             "---\napiVersion: v1\nkind: ServiceAccount\nmetadata: &m\n  name: sa\n",
+		"plain explicit tags":              "---\napiVersion: !!str v1\nkind: ServiceAccount\nmetadata: !!map\n  name: sa\n  labels: {n: !!int 1}\n",
 	} {
 		t.Run(name, func(t *testing.T) {
 			called := false
@@ -368,6 +376,39 @@ func TestErrors(t *testing.T) {
 		{name: "GKE Autopilot nodes selected", in: template("mod", "kmm", anyKernelSpec, false, ""),
 			o:    Options{Nodes: StaticNodes(append(append([]nodes.Node{}, cluster...), node("gk3-ap-pool-1-x", "5.15.0-1034-gke", map[string]string{"cloud.google.com/gke-nodepool": "pool-1"})))},
 			want: []string{"module-loader.yaml", "module kmm/mod: its selector picks GKE Autopilot nodes: node pool pool-1 (gk3-ap-pool-1-x)"}},
+		// Bad input must not reach Helm: YAML that parsers read differently, or that kyaml cannot
+		// read, and strings that would reach a terminal raw. The first two were found by
+		// FuzzPostRender (a panic in kyaml; testdata/fuzz/FuzzPostRender/regression-metadata-list).
+		{name: "metadata that is a list", in: sa("a") + "---\napiVersion: v1\nkind: ConfigMap\nmetadata: [{}]\n", want: []string{"document 2: line 3: metadata is a YAML list, not a mapping"}},
+		{name: "labels that are a list", in: "---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n  labels: [a]\n", want: []string{"document 1: line 5: metadata.labels is a YAML list, not a mapping"}},
+		{name: "an annotation that is a mapping", in: "---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n  annotations: {render.kmm.dev/expand: {a: b}}\n", want: []string{"document 1: line 5: metadata.annotations.render.kmm.dev/expand is a YAML mapping, not a string"}},
+		{name: "a document hidden after a carriage return", in: sa("a") + "---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: b}\r---\rkind: Secret\r", want: []string{"document 2", "a second YAML document starts inside this one"}},
+		{name: "a document hidden after U+0085", in: sa("a") + "---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: b}\u0085---\u0085kind: Secret\n", want: []string{"document 2", "a second YAML document starts inside this one"}},
+		{name: "content on the --- line", in: sa("a") + "--- {apiVersion: v1, kind: Secret, metadata: {name: s}}\n", want: []string{"document 2: content after --- on its separator line ({apiVersion: v1, kind: Secret, metadata: {name: s}})"}},
+		{name: "a literal block on the --- line", in: sa("a") + "--- |\n  text\n", want: []string{"document 2: content after --- on its separator line (|)"}},
+		{name: "a repeated key", in: "---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  annotations: {render.kmm.dev/expand: \"\", render.kmm.dev/expand: module-loader}\n  name: a\n", want: []string{"document 1 ConfigMap a: line 4: key render.kmm.dev/expand is repeated (first at line 4)"}},
+		// kyaml reads the namespace below as "n" (the alias's name), Helm as "a": the very
+		// disagreement the rule prevents.
+		{name: "an alias", in: "---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: &n a\n  namespace: *n\n", want: []string{"document 1 ConfigMap n/a: line 5: YAML alias *n", "kmm-render refuses YAML aliases"}},
+		{name: "a merge key", in: "---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n  <<: {namespace: kube-system}\n", want: []string{"document 1 ConfigMap a: line 5: YAML merge key <<"}},
+		{name: "a key that is a mapping", in: "---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n? {b: c}\n: d\n", want: []string{"document 1 ConfigMap a: line 4: a mapping key that is a YAML mapping"}},
+		{name: "an explicit !!binary tag", in: "---\napiVersion: v1\nkind: !!binary U2VjcmV0\nmetadata: {name: a}\n", want: []string{"document 1", "line 2: explicit YAML tag !!binary"}},
+		{name: "a local tag", in: "---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: !secret a}\n", want: []string{"document 1", "line 3: explicit YAML tag !secret"}},
+		{name: "a byte order mark inside the stream", in: sa("a") + "---\n\ufeffapiVersion: v1\nkind: ConfigMap\nmetadata: {name: b}\n", want: []string{"document 2: a byte order mark (U+FEFF) inside the stream (line 1)"}},
+		{name: "invalid UTF-8 in a comment-only document", in: sa("a") + "---\n# \xff\n", want: []string{"document 2: not UTF-8 text (line 1)"}},
+		{name: "a control character in a comment-only document", in: sa("a") + "---\n# \x1b[2J\n", want: []string{"document 2: malformed YAML", "control characters are not allowed"}},
+		{name: "a control character in a name is quoted", in: sa("a") + "---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: \"a\\e[2Jb\"}\n", want: []string{`document 2 ConfigMap "a\x1b[2Jb": metadata.name "a\x1b[2Jb" holds a control or non-printable character`}},
+		{name: "a long name is cut in messages", in: sa("a") + "---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: \"\\e" + strings.Repeat("a", 1000) + "\"}\n",
+			want: []string{`document 2 ConfigMap "\x1b` + strings.Repeat("a", 255) + `"...(1001 bytes): metadata.name "\x1b` + strings.Repeat("a", 255) + `"...(1001 bytes) holds a control`}},
+		{name: "a control character in the # Source line is quoted", in: "---\n# Source: kmm/\x1b[2J.yaml\napiVersion: v1\n", want: []string{`document 1 ("kmm/\x1b[2J.yaml"): malformed YAML`}},
+		{name: "a cluster node whose kernel holds a control character", in: template("mod", "kmm", anyKernelSpec, false, ""), o: Options{Nodes: StaticNodes([]nodes.Node{node("n1", "5.10.1\x1b[2J", nil)})},
+			want: []string{`node "n1": status.nodeInfo.kernelVersion "5.10.1\x1b[2J" holds byte 0x1b at offset 6`}},
+		{name: "a cluster node with an invalid kernel label value", in: template("mod", "kmm", anyKernelSpec, false, ""), o: Options{Nodes: StaticNodes([]nodes.Node{node("n1", "5.10.1", map[string]string{kernelLabel: "5.10.1 rt"})})},
+			want: []string{`node "n1": metadata.labels: Invalid value: "5.10.1 rt"`}},
+		{name: "an extra kernel flag with a control character", in: template("mod", "kmm", anyKernelSpec, false, ""), o: Options{ExtraKernels: []render.ExtraKernel{{Kernel: "5.15.0-1\x1b[2J"}}},
+			want: []string{`extra kernel "5.15.0-1\x1b[2J" (--extra-kernel) holds byte 0x1b at offset 8`}},
+		{name: "a chart extra kernel with a control character", in: strings.Replace(template("mod", "kmm", anyKernelSpec, false, ""), "  modules.json:", "  settings.json: '{\"extraKernels\":[\"5.15.0-1\\u001b\"]}'\n  modules.json:", 1),
+			want: []string{"document 1 (kmm/templates/modules-configmap.yaml) ConfigMap kmm/kmm-modules: settings.json: extraKernels[0]: kernel \"5.15.0-1\\x1b\" holds byte 0x1b at offset 8"}},
 		{name: "module without namespace", in: "---\napiVersion: kmm.sigs.x-k8s.io/v1beta1\nkind: Module\nmetadata:\n  name: m\nspec:\n  selector: {a: b}\n  moduleLoader:\n    container:\n      modprobe: {moduleName: m}\n      kernelMappings: [{regexp: ., containerImage: r/m:1}]\n", want: []string{"Module m", "metadata.namespace: Required value"}},
 	}
 	for _, tt := range tests {

@@ -36,7 +36,10 @@ func churn(t *testing.T, version int) {
 	ex := loadExample(t, "gke")
 	ctx := testContext(t, 5*time.Minute)
 	useExample(t, ctx, ex)
-	t.Cleanup(func() { cleanupRelease(t, context.Background()) })
+	t.Cleanup(func() {
+		cleanupRelease(t, context.Background())
+		deleteCRDs(t, context.Background(), mustDynamic(t)) // the chart keeps its CRDs on uninstall
+	})
 	upgrade := func(values string) (string, error) {
 		args := append([]string{"upgrade", release, chartDir, "-n", releaseNamespace, "-f", values, "--set", "webhook.enabled=false",
 			"--wait", "--timeout", "2m"}, helmArgs(version)...)

@@ -45,7 +45,10 @@ func TestGKEAutopilotRefused(t *testing.T) {
 		})
 		helm(t, ctx, 4, "install", release, chartDir, "-n", releaseNamespace, "--create-namespace", "-f", values,
 			"--set", "webhook.enabled=false", "--post-renderer", "kmm-render", "--wait", "--timeout", "3m")
-		defer cleanupRelease(t, ctx)
+		defer func() {
+			cleanupRelease(t, ctx)
+			deleteCRDs(t, ctx, mustDynamic(t)) // the chart keeps its CRDs on uninstall
+		}()
 		// The pods kmm-render generates (loaders, device plugins, builds) carry KMM's role label.
 		pods, err := kc.Client.CoreV1().Pods("").List(ctx, metav1.ListOptions{LabelSelector: contract.LabelRole})
 		if err != nil {

@@ -25,6 +25,7 @@ func TestPodSecurityRestricted(t *testing.T) {
 	useExample(t, ctx, ex)
 	t.Cleanup(func() {
 		cleanupRelease(t, context.Background())
+		deleteCRDs(t, context.Background(), mustDynamic(t)) // the chart keeps its CRDs on uninstall
 		for _, ns := range []string{releaseNamespace, "default"} {
 			_ = setPodSecurity(context.Background(), ns, "")
 		}

@@ -145,7 +145,8 @@ func TestTemplateWithPostRenderer(t *testing.T) {
 				// matches; a build Job per kernel of the registry-built module (kmm-kmod); its
 				// device plugin.
 				want := map[string]map[string]int{
-					"eks":    {"DaemonSet module-loader": 6, "Job build": 1, "DaemonSet device-plugin": 1},
+					// eks: one build for the AL2023 kernel its nodes run, two for its extraKernels.
+					"eks":    {"DaemonSet module-loader": 6, "Job build": 3, "DaemonSet device-plugin": 1},
 					"gke":    {"DaemonSet module-loader": 3, "Job build": 1, "DaemonSet device-plugin": 1},
 					"ubuntu": {"DaemonSet module-loader": 4, "Job build": 1, "DaemonSet device-plugin": 1},
 				}[example]
