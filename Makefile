@@ -36,6 +36,7 @@ KUBE_SCHED     := $(TOOLS_DIR)/kube-scheduler-$(K8S_VERSION)
 ETCD           := $(TOOLS_DIR)/etcd-$(ETCD_VERSION)
 KWOK           := $(TOOLS_DIR)/kwok-$(KWOK_VERSION)
 KWOK_STAGES    := $(TOOLS_DIR)/kwok-stages-$(KWOK_VERSION)
+KUBECTL        := $(TOOLS_DIR)/kubectl-$(K8S_VERSION)
 HELM3          := $(TOOLS_DIR)/helm-$(HELM3_VERSION)
 HELM4          := $(TOOLS_DIR)/helm-$(HELM4_VERSION)
 
@@ -130,8 +131,20 @@ check-golden: golden ## Fail if `make golden` changes any committed golden file.
 
 .PHONY: bench
 BENCHTIME ?= 1s
-bench: ## Run the benchmarks (speed and memory targets); BENCHTIME=1x runs each once.
+bench: bench-go bench-cluster ## Run the Go benchmarks, then the cluster benchmark, which prints the table and PASS/MISS per target (docs/benchmarks.md).
+
+.PHONY: bench-go
+bench-go: ## Run the Go benchmarks (planning, expansion, YAML in and out); BENCHTIME=1x runs each once.
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./pkg/...
+
+# The cluster benchmark's flags (go run ./test/bench/cluster -h), e.g. BENCH_CLUSTER_ARGS='-sizes 1000,5000 -runs 3'.
+BENCH_CLUSTER_ARGS ?=
+# A Markdown file whose marked results section the cluster benchmark rewrites: BENCH_DOC=docs/benchmarks.md.
+BENCH_DOC ?=
+
+.PHONY: bench-cluster
+bench-cluster: tools $(KUBECTL) ## kmm-render vs a client-go List and kubectl on a local API server at 1,000, 5,000 and 15,000 nodes (about 7 minutes on 2 cores; not part of make test).
+	KUBEBUILDER_ASSETS=$(ASSETS) $(GO) run ./test/bench/cluster -kubectl $(KUBECTL) $(if $(BENCH_DOC),-doc $(BENCH_DOC)) $(BENCH_CLUSTER_ARGS)
 
 # Fuzz targets, each run for FUZZTIME; a crasher is written to the package's testdata/fuzz/<target>/
 # (keep it: it is then a regression test of every go test run). FUZZMINIMIZETIME bounds how long
@@ -267,6 +280,9 @@ $(KUBE_SCHED):
 	$(call from_assets_or_build,kube-scheduler,$(K8S_VERSION),-ldflags '$(K8S_LDFLAGS)')
 $(ETCD):
 	$(call from_assets_or_build,etcd,$(ETCD_VERSION),)
+# kubectl is for the cluster benchmark only (make bench-cluster), so make tools does not build it.
+$(KUBECTL):
+	$(call from_assets_or_build,kubectl,$(K8S_VERSION),-ldflags '$(K8S_LDFLAGS)')
 
 # go install into a scratch GOBIN, then keep the binary under its version.
 define go_install

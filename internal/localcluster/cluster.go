@@ -41,6 +41,12 @@ type Options struct {
 	// CertManagerCRDs installs CertManagerCRDs (a stand-in for cert-manager, which the
 	// examples expect) once the control plane is up.
 	CertManagerCRDs bool
+	// APIServerOnly starts etcd and kube-apiserver only: no controller manager, scheduler or
+	// kwok. Benchmarks want a server that serves their requests and nothing else: kwok's node
+	// heartbeats and the controllers' watches and writes would compete for the same CPUs and
+	// change the objects being measured. Nothing makes nodes Ready then, so Nodes (which waits
+	// for that) cannot be combined with it; create nodes with Client, status included.
+	APIServerOnly bool
 }
 
 // Cluster is a running local control plane.
@@ -70,9 +76,10 @@ type Cluster struct {
 	interrupted atomic.Bool
 }
 
-// Start starts etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok, writes an
-// admin kubeconfig, and creates o.Nodes' nodes (waiting until they are Ready). On error
-// everything it started is stopped again, and the error names the log files.
+// Start starts etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok (only the
+// first two with o.APIServerOnly), writes an admin kubeconfig, and creates o.Nodes' nodes
+// (waiting until they are Ready). On error everything it started is stopped again, and the
+// error names the log files.
 func Start(ctx context.Context, o Options) (_ *Cluster, retErr error) {
 	if o.Log == nil {
 		o.Log = io.Discard
@@ -93,6 +100,9 @@ func Start(ctx context.Context, o Options) (_ *Cluster, retErr error) {
 	}
 	if err := CheckAssets(assets); err != nil {
 		return nil, err
+	}
+	if o.APIServerOnly && o.Nodes != "" {
+		return nil, errors.New("localcluster: Options.Nodes waits for kwok to make the nodes Ready, and APIServerOnly starts no kwok")
 	}
 	c := &Cluster{AssetsDir: assets, log: o.Log}
 	if o.WorkDir == "" {
@@ -142,8 +152,10 @@ func Start(ctx context.Context, o Options) (_ *Cluster, retErr error) {
 	if err := c.startControlPlane(o); err != nil {
 		return nil, err
 	}
-	if err := c.startComponents(ctx); err != nil {
-		return nil, err
+	if !o.APIServerOnly {
+		if err := c.startComponents(ctx); err != nil {
+			return nil, err
+		}
 	}
 	if o.CertManagerCRDs {
 		if err := c.InstallCertManagerCRDs(ctx); err != nil {

@@ -1,22 +1,22 @@
 package nodes
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"net/http"
 	"os"
+	"strconv"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/client-go/kubernetes"
+	utilnet "k8s.io/apimachinery/pkg/util/net"
+	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
-	"k8s.io/client-go/tools/pager"
 )
 
 // ClusterOptions say how to reach the cluster whose nodes to list.
@@ -52,11 +52,14 @@ func RESTConfig(o ClusterOptions) (*rest.Config, error) {
 	return cfg, nil
 }
 
-// FromCluster lists every node of the cluster, page by page (client-go's pager, which lists
-// everything at once should a continue token expire between pages). It only reads, and it
-// returns every node or an error, never part of a list. When the cluster does not answer within
-// o.Timeout, the error says "no answer within <Timeout>"; the API server's refusals are
-// explained as ExplainAPIError says.
+// FromCluster lists every node of the cluster, page by page, as client-go's pager does: should
+// a continue token expire between pages (410 Expired), it lists every node at once instead. It
+// only reads, and it returns every node or an error, never part of a list. When the cluster
+// does not answer within o.Timeout, the error says "no answer within <Timeout>"; the API
+// server's refusals are explained as ExplainAPIError says.
+//
+// It asks for protobuf and decodes only what a Node keeps (see readNodeList), page by page,
+// so that a large cluster's nodes never stand in memory as typed objects.
 func FromCluster(ctx context.Context, o ClusterOptions) ([]Node, error) {
 	if o.Timeout == 0 {
 		o.Timeout = 30 * time.Second
@@ -68,7 +71,7 @@ func FromCluster(ctx context.Context, o ClusterOptions) ([]Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	cs, err := kubernetes.NewForConfig(cfg)
+	client, err := nodeListClient(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("creating a client for %s: %w", cfg.Host, err)
 	}
@@ -76,19 +79,7 @@ func FromCluster(ctx context.Context, o ClusterOptions) ([]Node, error) {
 	ctx, cancel := context.WithTimeoutCause(ctx, o.Timeout, noAnswer)
 	defer cancel()
 
-	// expired records that a continue token expired between pages: the pager then lists every
-	// node at once, and should that fail too, the error says both. The pager calls the page
-	// function from this goroutine only.
-	expired := false
-	p := pager.New(func(ctx context.Context, opts metav1.ListOptions) (runtime.Object, error) {
-		list, err := cs.CoreV1().Nodes().List(ctx, opts)
-		if err != nil && opts.Continue != "" && apierrors.IsResourceExpired(err) {
-			expired = true
-		}
-		return list, err
-	})
-	p.PageSize = o.PageSize
-	list, _, err := p.List(ctx, metav1.ListOptions{})
+	out, expired, err := listNodes(ctx, client, o.PageSize)
 	if err != nil {
 		err = ExplainAPIError(err, "list", "nodes")
 		if expired {
@@ -100,23 +91,102 @@ func FromCluster(ctx context.Context, o ClusterOptions) ([]Node, error) {
 		}
 		return nil, fmt.Errorf("listing nodes from %s: %w", cfg.Host, err)
 	}
-	var out []Node
-	err = meta.EachListItem(list, func(obj runtime.Object) error {
-		n, ok := obj.(*corev1.Node)
-		if !ok {
-			return fmt.Errorf("the node list holds a %T", obj)
-		}
-		out = append(out, FromCoreV1(n))
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("listing nodes from %s: %w", cfg.Host, err)
-	}
 	if len(out) == 0 {
 		return nil, fmt.Errorf("the cluster at %s has no nodes", cfg.Host)
 	}
 	return Sort(out), nil
 }
+
+// nodeListClient is a client of the core API group for listing nodes: it prefers protobuf,
+// which the API server encodes and kmm-render decodes far faster than JSON, and takes JSON from
+// a server that answers that instead. Client-side rate limiting is off: one listing is a short
+// series of requests, one after the other, which the token bucket's default (5 per second after
+// a burst of 10) would only delay, by seconds for a cluster of more than 5,000 nodes; the API
+// server's priority and fairness protects it from a client that asks too much.
+func nodeListClient(cfg *rest.Config) (rest.Interface, error) {
+	c := rest.CopyConfig(cfg)
+	c.GroupVersion = &corev1.SchemeGroupVersion
+	c.APIPath = "/api"
+	c.NegotiatedSerializer = scheme.Codecs.WithoutConversion() // decodes the server's Status errors
+	c.ContentType = runtime.ContentTypeProtobuf
+	c.AcceptContentTypes = runtime.ContentTypeProtobuf + "," + runtime.ContentTypeJSON
+	c.QPS, c.Burst, c.RateLimiter = -1, 0, nil
+	return rest.RESTClientFor(c)
+}
+
+// listNodes lists every node, pageSize at a time, with client-go's pager's rules: a consistent
+// list (no resourceVersion: as fresh as etcd, never a stale cache; kube-apiserver 1.31+ serves
+// it from its watch cache once that has caught up), each page continuing the first one's
+// snapshot, and one list of everything at once should a continue token expire, the pages read
+// so far dropped. expired reports that the last happened. (resourceVersion=0 would be allowed
+// to be stale, and is no faster: docs/benchmarks.md.)
+func listNodes(ctx context.Context, client rest.Interface, pageSize int64) (out []Node, expired bool, err error) {
+	in := interner{}
+	br := bufio.NewReaderSize(nil, 64<<10) // every page is read through it
+	limit, cont := pageSize, ""
+	for {
+		if err := ctx.Err(); err != nil {
+			return nil, expired, context.Cause(ctx)
+		}
+		page, next, err := listPage(ctx, client, limit, cont, br, in)
+		if err != nil {
+			if cont != "" && !expired && apierrors.IsResourceExpired(err) {
+				// The snapshot the token refers to is compacted away: start over with one list.
+				expired, out, limit, cont = true, nil, 0, ""
+				continue
+			}
+			return nil, expired, err
+		}
+		out = append(out, page...)
+		if next == "" {
+			return out, expired, nil
+		}
+		if expired {
+			// A list without a limit is the whole list; a server that pages it anyway cannot be
+			// trusted to give every node.
+			return nil, expired, errors.New("the server paginated a list kmm-render asked for all at once")
+		}
+		cont = next
+	}
+}
+
+// listPage reads one page, limit nodes (all when 0) from where cont says, through br. It decodes
+// the answer as it streams in (readNodeList) rather than let client-go read it whole first
+// (Request.Do grows a new buffer from 512 bytes for every page, megabytes each for a large
+// cluster). Errors are client-go's all the same: the server's Status, 429s retried as
+// Retry-After asks, and, as Request.Do does for a GET, a connection that is reset or lost before
+// the answer retried after a second, up to connRetries times.
+func listPage(ctx context.Context, client rest.Interface, limit int64, cont string, br *bufio.Reader, in interner) ([]Node, string, error) {
+	req := client.Get().Resource("nodes")
+	if limit > 0 {
+		req = req.Param("limit", strconv.FormatInt(limit, 10))
+	}
+	if cont != "" {
+		req = req.Param("continue", cont)
+	}
+	for attempt := 1; ; attempt++ {
+		body, err := req.Stream(ctx)
+		if err != nil {
+			if attempt > connRetries || !(utilnet.IsConnectionReset(err) || utilnet.IsProbableEOF(err) || utilnet.IsHTTP2ConnectionLost(err)) {
+				return nil, "", err
+			}
+			select {
+			case <-ctx.Done():
+				return nil, "", err
+			case <-time.After(connRetryWait):
+			}
+			continue
+		}
+		defer body.Close()
+		br.Reset(body)
+		return readNodeList(br, in)
+	}
+}
+
+// connRetries and connRetryWait are client-go's for a GET whose connection fails (Request.Do).
+const connRetries = 10
+
+var connRetryWait = time.Second
 
 // RBACManifest is the file that grants kmm-render the rights it needs to read the cluster.
 const RBACManifest = "deploy/kmm-render-rbac.yaml"

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -20,23 +21,27 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 )
 
 // fakeAPI serves GET /api/v1/nodes from a fixed node list, paginated like the API server:
 // ?limit=N&continue=<offset>. With expireContinue set it answers every continue token with
 // 410 Expired, as the API server does once etcd compacted the revision the token refers to.
+// It answers JSON, or with protobuf set, protobuf to a client that accepts it, as the API
+// server does.
 type fakeAPI struct {
 	*httptest.Server
 	nodes          []corev1.Node
 	expireContinue bool
+	protobuf       bool
 
 	mu       sync.Mutex
 	requests []apiRequest
 }
 
 type apiRequest struct {
-	Limit, Continue, UserAgent, Auth string
+	Limit, Continue, UserAgent, Auth, Accept string
 }
 
 func newFakeAPI(t *testing.T, names ...string) *fakeAPI {
@@ -64,7 +69,7 @@ func (f *fakeAPI) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	q := r.URL.Query()
 	f.mu.Lock()
-	f.requests = append(f.requests, apiRequest{Limit: q.Get("limit"), Continue: q.Get("continue"), UserAgent: r.UserAgent(), Auth: r.Header.Get("Authorization")})
+	f.requests = append(f.requests, apiRequest{Limit: q.Get("limit"), Continue: q.Get("continue"), UserAgent: r.UserAgent(), Auth: r.Header.Get("Authorization"), Accept: r.Header.Get("Accept")})
 	f.mu.Unlock()
 
 	start := 0
@@ -99,6 +104,11 @@ func (f *fakeAPI) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	if end < len(f.nodes) {
 		list.Continue = strconv.Itoa(end)
+	}
+	if f.protobuf && strings.Contains(r.Header.Get("Accept"), runtime.ContentTypeProtobuf) {
+		w.Header().Set("Content-Type", runtime.ContentTypeProtobuf)
+		_, _ = w.Write(encodeProtobuf(&list))
+		return
 	}
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(&list)
@@ -211,30 +221,35 @@ func TestFromClusterPagination(t *testing.T) {
 		},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			isolate(t)
-			api := newFakeAPI(t, tt.nodes...)
-			kc := writeKubeconfig(t, api.URL, "http://"+closedAddr(t))
-			ns, err := FromCluster(context.Background(), ClusterOptions{Kubeconfig: kc, PageSize: tt.pageSize, Timeout: 10 * time.Second})
-			require.NoError(t, err)
+		for _, protobuf := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/protobuf=%t", tt.name, protobuf), func(t *testing.T) {
+				isolate(t)
+				api := newFakeAPI(t, tt.nodes...)
+				api.protobuf = protobuf
+				kc := writeKubeconfig(t, api.URL, "http://"+closedAddr(t))
+				ns, err := FromCluster(context.Background(), ClusterOptions{Kubeconfig: kc, PageSize: tt.pageSize, Timeout: 10 * time.Second})
+				require.NoError(t, err)
 
-			want := append([]string{}, tt.nodes...)
-			sortStrings(want)
-			assert.Equal(t, want, names(ns), "every page read, sorted by name")
-			for _, n := range ns {
-				assert.NotEmpty(t, n.Kernel)
-				assert.Equal(t, "linux", n.Labels["kubernetes.io/os"])
-			}
+				want := append([]string{}, tt.nodes...)
+				sortStrings(want)
+				assert.Equal(t, want, names(ns), "every page read, sorted by name")
+				for _, n := range ns {
+					assert.NotEmpty(t, n.Kernel)
+					assert.Equal(t, "linux", n.Labels["kubernetes.io/os"])
+					assert.Equal(t, "Ubuntu 22.04.4 LTS", n.OSImage)
+				}
 
-			reqs := api.seen()
-			var continues []string
-			for _, r := range reqs {
-				continues = append(continues, r.Continue)
-				assert.Equal(t, tt.wantLimit, r.Limit)
-				assert.Equal(t, "kmm-render", r.UserAgent)
-			}
-			assert.Equal(t, tt.wantContinues, continues)
-		})
+				reqs := api.seen()
+				var continues []string
+				for _, r := range reqs {
+					continues = append(continues, r.Continue)
+					assert.Equal(t, tt.wantLimit, r.Limit)
+					assert.Equal(t, "kmm-render", r.UserAgent)
+					assert.Equal(t, "application/vnd.kubernetes.protobuf,application/json", r.Accept, "protobuf preferred, JSON taken")
+				}
+				assert.Equal(t, tt.wantContinues, continues)
+			})
+		}
 	}
 }
 
@@ -261,23 +276,26 @@ func TestFromClusterContinueExpired(t *testing.T) {
 		},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			isolate(t)
-			api := newFakeAPI(t, tt.nodes...)
-			api.expireContinue = true
-			kc := writeKubeconfig(t, api.URL, "http://"+closedAddr(t))
-			ns, err := FromCluster(context.Background(), ClusterOptions{Kubeconfig: kc, PageSize: tt.pageSize, Timeout: 10 * time.Second})
-			require.NoError(t, err)
+		for _, protobuf := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/protobuf=%t", tt.name, protobuf), func(t *testing.T) {
+				isolate(t)
+				api := newFakeAPI(t, tt.nodes...)
+				api.expireContinue = true
+				api.protobuf = protobuf
+				kc := writeKubeconfig(t, api.URL, "http://"+closedAddr(t))
+				ns, err := FromCluster(context.Background(), ClusterOptions{Kubeconfig: kc, PageSize: tt.pageSize, Timeout: 10 * time.Second})
+				require.NoError(t, err)
 
-			want := append([]string{}, tt.nodes...)
-			sortStrings(want)
-			assert.Equal(t, want, names(ns), "every node once, sorted by name")
-			var got []apiRequest
-			for _, r := range api.seen() {
-				got = append(got, apiRequest{Limit: r.Limit, Continue: r.Continue})
-			}
-			assert.Equal(t, tt.want, got)
-		})
+				want := append([]string{}, tt.nodes...)
+				sortStrings(want)
+				assert.Equal(t, want, names(ns), "every node once, sorted by name")
+				var got []apiRequest
+				for _, r := range api.seen() {
+					got = append(got, apiRequest{Limit: r.Limit, Continue: r.Continue})
+				}
+				assert.Equal(t, tt.want, got)
+			})
+		}
 	}
 }
 
@@ -636,4 +654,43 @@ func TestExplainAPIError(t *testing.T) {
 	err := ExplainAPIError(fmt.Errorf("reading Module a/m: %w", forbidden), "get", "modules.kmm.sigs.x-k8s.io")
 	assert.Equal(t, `forbidden (403): kmm-render needs get on modules.kmm.sigs.x-k8s.io (deploy/kmm-render-rbac.yaml): reading Module a/m: modules.kmm.sigs.x-k8s.io "m" is forbidden: no RBAC rule`, err.Error())
 	assert.True(t, apierrors.IsForbidden(err))
+}
+
+// TestFromClusterRetriesLostConnection: a connection the server drops before answering is
+// retried, as client-go retries a GET, and the list is whole.
+func TestFromClusterRetriesLostConnection(t *testing.T) {
+	isolate(t)
+	defer func(w time.Duration) { connRetryWait = w }(connRetryWait)
+	connRetryWait = time.Millisecond
+	api := newFakeAPI(t, "n-b", "n-a", "n-c")
+	api.protobuf = true
+	var mu sync.Mutex
+	dropped := 0
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		drop := r.URL.Query().Get("continue") == "2" && dropped < 2
+		if drop {
+			dropped++
+		}
+		mu.Unlock()
+		if drop {
+			conn, _, err := w.(http.Hijacker).Hijack()
+			if err == nil {
+				conn.Close() // no answer at all: the client reads EOF
+			}
+			return
+		}
+		api.serve(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	kc := writeKubeconfig(t, srv.URL, srv.URL)
+	ns, err := FromCluster(context.Background(), ClusterOptions{Kubeconfig: kc, PageSize: 2, Timeout: 10 * time.Second})
+	require.NoError(t, err)
+	assert.Equal(t, []string{"n-a", "n-b", "n-c"}, names(ns))
+	assert.Equal(t, 2, dropped)
+	var continues []string
+	for _, r := range api.seen() {
+		continues = append(continues, r.Continue)
+	}
+	assert.Equal(t, []string{"", "2"}, continues, "the dropped requests never reached the API")
 }

@@ -9,9 +9,7 @@ import (
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
-	metav1validation "k8s.io/apimachinery/pkg/apis/meta/v1/validation"
 	"k8s.io/apimachinery/pkg/util/validation"
-	"k8s.io/apimachinery/pkg/util/validation/field"
 )
 
 // Node is what kmm needs to know of one cluster node.
@@ -81,7 +79,7 @@ func (n Node) Check() error {
 			return fmt.Errorf("node %q: status.nodeInfo.kernelVersion %s %w", n.Name, Quote(n.Kernel), err)
 		}
 	}
-	if errs := metav1validation.ValidateLabels(n.Labels, field.NewPath("metadata", "labels")); len(errs) > 0 {
+	if errs := validateLabels(n.Labels); len(errs) > 0 { // ValidateLabels, remembered (labelcheck.go)
 		return fmt.Errorf("node %q: %w", n.Name, errs.ToAggregate())
 	}
 	return nil

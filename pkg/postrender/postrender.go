@@ -132,11 +132,12 @@ func (r *Renderer) Run(ctx context.Context, manifests []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	res.Kernels = nil // the plans hold what expanding needs: let the nodes go (memory)
 	// Build Jobs first: loaders name the Job that builds their image.
 	o := render.ExpandOptions{KernelLabel: r.o.KernelLabel, ConfigMaps: in.configMaps, BuildJobs: map[string]string{},
 		PlatformLabels: in.listDoc == nil || in.listDoc.node.GetAnnotations()[contract.AnnotationPlatformLabels] != "false",
 		Settings:       in.settings}
-	generated := map[*document][]*yaml.RNode{}
+	generated := map[*document][]generatedObject{} // written out as each template is expanded
 	for _, pass := range []func(kind string) bool{
 		func(kind string) bool { return kind == contract.ExpandModuleBuild },
 		func(kind string) bool { return kind != contract.ExpandModuleBuild },
@@ -153,15 +154,17 @@ func (r *Renderer) Run(ctx context.Context, manifests []byte) ([]byte, error) {
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", d.name(), err)
 			}
-			generated[d] = g
+			if generated[d], err = writeObjects(d, g); err != nil {
+				return nil, err
+			}
 		}
 	}
 	var out bytes.Buffer
+	out.Grow(outputSize(in.docs, generated))
 	seen := map[string]*document{} // identity -> the document that defines it; named on error only
-	emit := func(d *document, n *yaml.RNode, raw string) error {
-		id := identity(n)
+	emit := func(d *document, id string, desc func() string, raw string) error {
 		if prev, dup := seen[id]; dup {
-			return fmt.Errorf("%s: %s is already defined by %s", d.name(), describeID(n), prev.name())
+			return fmt.Errorf("%s: %s is already defined by %s", d.name(), desc(), prev.name())
 		}
 		seen[id] = d
 		out.WriteString(raw)
@@ -173,17 +176,13 @@ func (r *Renderer) Run(ctx context.Context, manifests []byte) ([]byte, error) {
 			continue
 		}
 		if _, ok := in.template[d]; !ok {
-			if err := emit(d, d.node, d.sep+d.body); err != nil {
+			if err := emit(d, identity(d.node), func() string { return describeID(d.node) }, d.sep+d.body); err != nil {
 				return nil, err
 			}
 			continue
 		}
 		for _, g := range generated[d] {
-			s, err := g.String()
-			if err != nil {
-				return nil, fmt.Errorf("%s: writing %s: %w", d.name(), g.GetName(), err)
-			}
-			if err := emit(d, g, "---\n"+s); err != nil {
+			if err := emit(d, g.id, g.desc, g.text); err != nil {
 				return nil, fmt.Errorf("expanding %s: %w", d.name(), err)
 			}
 		}

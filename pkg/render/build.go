@@ -155,7 +155,7 @@ func (t *Template) expandBuild(tg Target, bp *module.BuildPlan, o ExpandOptions)
 	if err != nil || c == nil {
 		return nil, fmt.Errorf("no container %s: %w", contract.ContainerBuild, err)
 	}
-	if err := setEnv(c, parts.buildEnv); err != nil {
+	if err := t.envNodes.set(c, parts.buildEnv); err != nil {
 		return nil, err
 	}
 	if err := setMounts(c, parts.buildMounts); err != nil {
@@ -164,7 +164,7 @@ func (t *Template) expandBuild(tg Target, bp *module.BuildPlan, o ExpandOptions)
 	if check, err := podContainer(job, "initContainers", contract.ContainerCheck); err != nil {
 		return nil, err
 	} else if check != nil {
-		if err := setEnv(check, []corev1.EnvVar{{Name: "KMM_IMAGE", Value: bp.Image}}); err != nil {
+		if err := t.envNodes.set(check, []corev1.EnvVar{{Name: "KMM_IMAGE", Value: bp.Image}}); err != nil {
 			return nil, err
 		}
 	}

@@ -155,7 +155,7 @@ func (t *Template) expandLoader(tg Target, o ExpandOptions) (*yaml.RNode, error)
 	if err := c.PipeE(yaml.SetField("image", yaml.NewStringRNode(image))); err != nil {
 		return nil, fmt.Errorf("setting the image: %w", err)
 	}
-	if err := setEnv(c, LoaderEnv(m.Container(), &m.Container().KernelMappings[tg.Mapping], tg.Kernel, root)); err != nil {
+	if err := t.envNodes.set(c, LoaderEnv(m.Container(), &m.Container().KernelMappings[tg.Mapping], tg.Kernel, root)); err != nil {
 		return nil, err
 	}
 	if err := pruneVolumes(ds); err != nil {
@@ -182,7 +182,7 @@ func (t *Template) waitForBuild(ds *yaml.RNode, tg Target, o ExpandOptions) erro
 	if err != nil || w == nil {
 		return err
 	}
-	return setEnv(w, []corev1.EnvVar{{Name: "KMM_IMAGE", Value: tg.Image}, {Name: "KMM_BUILD_JOB", Value: t.Module.Namespace + "/" + job}})
+	return t.envNodes.set(w, []corev1.EnvVar{{Name: "KMM_IMAGE", Value: tg.Image}, {Name: "KMM_BUILD_JOB", Value: t.Module.Namespace + "/" + job}})
 }
 
 // nodeBuild fills in the init containers that build (and sign) the module on the node, and
@@ -212,7 +212,7 @@ func (t *Template) nodeBuild(ds, loader *yaml.RNode, bp *module.BuildPlan) error
 		if err != nil || c == nil {
 			return fmt.Errorf("template %s has no init container %s: %w", t.Node.GetName(), x.name, err)
 		}
-		if err := setEnv(c, x.env); err != nil {
+		if err := t.envNodes.set(c, x.env); err != nil {
 			return err
 		}
 		if err := setMounts(c, x.mounts); err != nil {

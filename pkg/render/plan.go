@@ -125,31 +125,47 @@ func NewPlan(m *Module, all []nodes.Node, kernelLabel string) (*Plan, error) {
 func NewPlanForGroups(m *Module, groups []nodes.KernelGroup, kernelLabel string) (*Plan, error) {
 	p := &Plan{Module: m}
 	byLabel := map[string]string{} // label value -> kernel, to catch folds
-	var labelled []nodes.Node      // selected nodes that carry the kernel label
+	var labelled []*nodes.Node     // selected nodes that carry the kernel label
 	var autopilot []nodes.Node     // selected GKE Autopilot nodes: refused
 	helm := kernelLabel != ""      // kmm's own loaders (the KMM controller places operator modules)
 	for _, all := range groups {
 		g := nodes.KernelGroup{Kernel: all.Kernel}
 		var loadPin, autoMode, fargate []string // selected nodes that get no loader
-		for _, n := range all.Nodes {
-			if !matches(m.Selector, m.Tolerations, n) {
+		// g.Nodes are the group's nodes that get a loader: all of them, most often, for every
+		// module. Until one is left out they are all.Nodes[:kept], shared, not copied.
+		kept, copied := 0, false
+		for i := range all.Nodes {
+			n := &all.Nodes[i]
+			skip := !matches(m.Selector, m.Tolerations, *n)
+			if !skip {
+				switch {
+				case !nodes.RunsDaemonSets(*n):
+					fargate = append(fargate, n.Name)
+					skip = true
+				case nodes.Autopilot(*n):
+					autopilot = append(autopilot, *n)
+					skip = true
+				case helm && !m.AllowCOS && nodes.LoadPinRefuses(*n):
+					loadPin = append(loadPin, n.Name)
+					skip = true
+				case helm && !m.AllowEKSAutoMode && nodes.EKSComputeType(*n) == nodes.EKSAutoMode:
+					autoMode = append(autoMode, n.Name)
+					skip = true
+				}
+			}
+			if skip {
+				if !copied {
+					g.Nodes = append(make([]nodes.Node, 0, len(all.Nodes)), all.Nodes[:kept]...)
+					copied = true
+				}
 				continue
 			}
-			switch {
-			case !nodes.RunsDaemonSets(n):
-				fargate = append(fargate, n.Name)
-				continue
-			case nodes.Autopilot(n):
-				autopilot = append(autopilot, n)
-				continue
-			case helm && !m.AllowCOS && nodes.LoadPinRefuses(n):
-				loadPin = append(loadPin, n.Name)
-				continue
-			case helm && !m.AllowEKSAutoMode && nodes.EKSComputeType(n) == nodes.EKSAutoMode:
-				autoMode = append(autoMode, n.Name)
-				continue
+			if copied {
+				g.Nodes = append(g.Nodes, *n)
+			} else {
+				kept++
+				g.Nodes = all.Nodes[:kept:kept] // full slice expression: an append copies
 			}
-			g.Nodes = append(g.Nodes, n)
 			if _, ok := n.Labels[kernelLabel]; ok && helm {
 				labelled = append(labelled, n)
 			}

@@ -79,6 +79,43 @@ func setEnv(c *yaml.RNode, env []corev1.EnvVar) error {
 	return setElements(c, "env", "name", env, func(e corev1.EnvVar) string { return e.Name })
 }
 
+// envCache holds the YAML of environment variables by name and value, as toRNode writes them.
+// Turning a value into YAML (sigs.k8s.io/yaml, then parsing its output) was a large part of
+// expanding a loader, once per variable and kernel, for variables most of which are the same
+// for every kernel of a module. The zero value is ready to use; it is not safe for concurrent
+// use.
+type envCache map[corev1.EnvVar]*yaml.Node
+
+// set does what setEnv does, through the cache; every object gets a copy of its own.
+func (ec *envCache) set(c *yaml.RNode, env []corev1.EnvVar) error {
+	for _, e := range env {
+		if e.ValueFrom != nil {
+			// A pointer: equal keys would not mean equal values. kmm sets none.
+			if err := setEnv(c, []corev1.EnvVar{e}); err != nil {
+				return err
+			}
+			continue
+		}
+		n, ok := (*ec)[e]
+		if !ok {
+			r, err := toRNode(e)
+			if err != nil {
+				return err
+			}
+			if *ec == nil {
+				*ec = envCache{}
+			}
+			n = r.YNode()
+			(*ec)[e] = n
+		}
+		if err := c.PipeE(yaml.LookupCreate(yaml.SequenceNode, "env"),
+			yaml.ElementSetter{Keys: []string{"name"}, Values: []string{e.Name}, Element: yaml.CopyYNode(n)}); err != nil {
+			return fmt.Errorf("setting env %s: %w", e.Name, err)
+		}
+	}
+	return nil
+}
+
 func setMounts(c *yaml.RNode, mounts []corev1.VolumeMount) error {
 	return setElements(c, "volumeMounts", "mountPath", mounts, func(m corev1.VolumeMount) string { return m.MountPath })
 }
