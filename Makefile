@@ -157,6 +157,8 @@ FUZZMINIMIZETIME ?= 5s
 fuzz: ## Run each fuzz target for FUZZTIME (default 10s; make fuzz FUZZTIME=10m for a longer run).
 	$(GO) test -run='^$$' -fuzz='^FuzzPostRender$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=$(FUZZMINIMIZETIME) ./pkg/postrender
 	$(GO) test -run='^$$' -fuzz='^FuzzLoadNodes$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=$(FUZZMINIMIZETIME) ./pkg/nodes
+	$(GO) test -run='^$$' -fuzz='^FuzzDecodeNodeList$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=$(FUZZMINIMIZETIME) ./pkg/nodes
+	$(GO) test -run='^$$' -fuzz='^FuzzDecodeNodeListFields$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=$(FUZZMINIMIZETIME) ./pkg/nodes
 	$(GO) test -run='^$$' -fuzz='^FuzzKernelNaming$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=$(FUZZMINIMIZETIME) ./pkg/render
 	$(GO) test -run='^$$' -fuzz='^FuzzModuleList$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=$(FUZZMINIMIZETIME) ./pkg/module
 

@@ -3,6 +3,7 @@ package nodes
 import (
 	"bufio"
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -10,6 +11,7 @@ import (
 	"slices"
 	"time"
 
+	"google.golang.org/protobuf/encoding/protowire"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	kjson "sigs.k8s.io/json"
@@ -72,84 +74,68 @@ func readNodeList(r *bufio.Reader, in interner) ([]Node, string, error) {
 // Protobuf field numbers (k8s.io/api/core/v1/generated.proto and
 // k8s.io/apimachinery/pkg/{runtime,apis/meta/v1}/generated.proto), of the fields read here.
 const (
-	unknownTypeMeta        = 1 // runtime.Unknown
-	unknownRaw             = 2
-	unknownContentEncoding = 3
-	typeMetaAPIVersion     = 1 // runtime.TypeMeta
-	typeMetaKind           = 2
-	listMetadata           = 1 // NodeList
-	listItems              = 2
-	listMetaContinue       = 3 // metav1.ListMeta
-	nodeMetadata           = 1 // Node
-	nodeSpec               = 2
-	nodeStatus             = 3
-	metaName               = 1 // metav1.ObjectMeta
-	metaLabels             = 11
-	mapKey                 = 1 // a map<string, string> entry
-	mapValue               = 2
-	specProviderID         = 3 // NodeSpec
-	specTaints             = 5
-	taintKey               = 1 // Taint
-	taintValue             = 2
-	taintEffect            = 3
-	taintTimeAdded         = 4
-	timeSeconds            = 1 // metav1.Time
-	timeNanos              = 2
-	statusNodeInfo         = 7 // NodeStatus
-	infoKernelVersion      = 4 // NodeSystemInfo
-	infoOSImage            = 5
-	infoArchitecture       = 10
-)
-
-// Protobuf wire types.
-const (
-	wireVarint  = 0
-	wireFixed64 = 1
-	wireBytes   = 2
-	wireFixed32 = 5
+	unknownTypeMeta        protowire.Number = 1 // runtime.Unknown
+	unknownRaw             protowire.Number = 2
+	unknownContentEncoding protowire.Number = 3
+	typeMetaAPIVersion     protowire.Number = 1 // runtime.TypeMeta
+	typeMetaKind           protowire.Number = 2
+	listMetadata           protowire.Number = 1 // NodeList
+	listItems              protowire.Number = 2
+	listMetaContinue       protowire.Number = 3 // metav1.ListMeta
+	nodeMetadata           protowire.Number = 1 // Node
+	nodeSpec               protowire.Number = 2
+	nodeStatus             protowire.Number = 3
+	metaName               protowire.Number = 1 // metav1.ObjectMeta
+	metaLabels             protowire.Number = 11
+	mapKey                 protowire.Number = 1 // a map<string, string> entry
+	mapValue               protowire.Number = 2
+	specProviderID         protowire.Number = 3 // NodeSpec
+	specTaints             protowire.Number = 5
+	taintKey               protowire.Number = 1 // Taint
+	taintValue             protowire.Number = 2
+	taintEffect            protowire.Number = 3
+	taintTimeAdded         protowire.Number = 4
+	timeSeconds            protowire.Number = 1 // metav1.Time
+	timeNanos              protowire.Number = 2
+	statusNodeInfo         protowire.Number = 7 // NodeStatus
+	infoKernelVersion      protowire.Number = 4 // NodeSystemInfo
+	infoOSImage            protowire.Number = 5
+	infoArchitecture       protowire.Number = 10
 )
 
 var errTruncated = errors.New("truncated protobuf")
 
+// errGroup refuses the group wire types, which the Kubernetes API does not use.
+func errGroup(typ protowire.Type) error {
+	return fmt.Errorf("protobuf wire type %d (groups are not used by the Kubernetes API)", typ)
+}
+
 // pbFields calls fn with each field of the protobuf message b, in order: its number, wire
-// type, and value (varint and fixed values in v, length-delimited ones in data, which aliases b).
-func pbFields(b []byte, fn func(num uint64, typ int, v uint64, data []byte) error) error {
+// type, and value (varints in v, length-delimited fields in data, which aliases b; fixed-size
+// values are skipped). The wire format is read by protowire, the protobuf module's own reader.
+func pbFields(b []byte, fn func(num protowire.Number, typ protowire.Type, v uint64, data []byte) error) error {
 	for len(b) > 0 {
-		key, n := pbVarint(b)
-		if n == 0 {
-			return errTruncated
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return pbError(protowire.ParseError(n))
 		}
 		b = b[n:]
-		num, typ := key>>3, int(key&7)
-		if num == 0 {
-			return errors.New("protobuf field number 0")
-		}
 		var v uint64
 		var data []byte
 		switch typ {
-		case wireVarint:
-			if v, n = pbVarint(b); n == 0 {
-				return errTruncated
-			}
-			b = b[n:]
-		case wireFixed64, wireFixed32:
-			size := 8
-			if typ == wireFixed32 {
-				size = 4
-			}
-			if len(b) < size {
-				return errTruncated
-			}
-			b = b[size:]
-		case wireBytes:
-			l, n := pbVarint(b)
-			if n == 0 || l > uint64(len(b)-n) {
-				return errTruncated
-			}
-			data, b = b[n:n+int(l)], b[n+int(l):]
+		case protowire.VarintType:
+			v, n = protowire.ConsumeVarint(b)
+		case protowire.BytesType:
+			data, n = protowire.ConsumeBytes(b)
+		case protowire.StartGroupType, protowire.EndGroupType:
+			return errGroup(typ)
 		default:
-			return fmt.Errorf("protobuf wire type %d (groups are not used by the Kubernetes API)", typ)
+			n = protowire.ConsumeFieldValue(num, typ, b)
 		}
+		if n < 0 {
+			return pbError(protowire.ParseError(n))
+		}
+		b = b[n:]
 		if err := fn(num, typ, v, data); err != nil {
 			return err
 		}
@@ -157,22 +143,18 @@ func pbFields(b []byte, fn func(num uint64, typ int, v uint64, data []byte) erro
 	return nil
 }
 
-// pbVarint decodes a base-128 varint at the start of b: its value and length, 0 when b holds
-// none.
-func pbVarint(b []byte) (uint64, int) {
-	var v uint64
-	for i := 0; i < len(b) && i < 10; i++ {
-		v |= uint64(b[i]&0x7f) << (7 * i)
-		if b[i] < 0x80 {
-			return v, i + 1
-		}
+// pbError words a protowire parse error as kmm-render's messages do: a message cut short is
+// "truncated protobuf" whichever field it was cut in.
+func pbError(err error) error {
+	if errors.Is(err, io.ErrUnexpectedEOF) {
+		return errTruncated
 	}
-	return 0, 0
+	return fmt.Errorf("malformed protobuf: %w", err)
 }
 
 // pbWantBytes refuses a field kmm reads that does not have the wire type of a string or message.
-func pbWantBytes(what string, typ int) error {
-	if typ != wireBytes {
+func pbWantBytes(what string, typ protowire.Type) error {
+	if typ != protowire.BytesType {
 		return fmt.Errorf("%s has protobuf wire type %d, not a string or message", what, typ)
 	}
 	return nil
@@ -214,7 +196,7 @@ func readNodeListProtobuf(r *bufio.Reader, in interner) ([]Node, string, error) 
 			if err != nil {
 				return nil, "", err
 			}
-			err = pbFields(data, func(num uint64, typ int, _ uint64, data []byte) error {
+			err = pbFields(data, func(num protowire.Number, typ protowire.Type, _ uint64, data []byte) error {
 				switch num {
 				case typeMetaAPIVersion:
 					apiVersion = string(data)
@@ -283,7 +265,7 @@ func (s *pbStream) nodeList(in interner, nodes []Node) ([]Node, string, error) {
 			if err != nil {
 				return nil, "", err
 			}
-			err = pbFields(data, func(num uint64, typ int, _ uint64, data []byte) error {
+			err = pbFields(data, func(num protowire.Number, typ protowire.Type, _ uint64, data []byte) error {
 				if num != listMetaContinue {
 					return nil
 				}
@@ -326,8 +308,8 @@ type pbStream struct {
 	buf  []byte // the last length-delimited field read; reused
 }
 
-// readByte reads one byte of the message.
-func (s *pbStream) readByte() (byte, error) {
+// ReadByte reads one byte of the message (an io.ByteReader, for binary.ReadUvarint).
+func (s *pbStream) ReadByte() (byte, error) {
 	if s.left == 0 {
 		return 0, errTruncated
 	}
@@ -344,25 +326,18 @@ func (s *pbStream) readByte() (byte, error) {
 	return b, nil
 }
 
-// varint reads a base-128 varint, as pbVarint decodes one.
+// varint reads a base-128 varint.
 func (s *pbStream) varint() (uint64, error) {
-	var v uint64
-	for i := 0; i < 10; i++ {
-		b, err := s.readByte()
-		if err != nil {
-			return 0, err
-		}
-		v |= uint64(b&0x7f) << (7 * i)
-		if b < 0x80 {
-			return v, nil
-		}
+	v, err := binary.ReadUvarint(s)
+	if err != nil && !errors.Is(err, errTruncated) && !errors.As(err, new(readError)) {
+		return 0, fmt.Errorf("malformed protobuf: %w", err) // longer than 64 bits
 	}
-	return 0, errTruncated
+	return v, err
 }
 
 // tag reads a field's number and wire type: io.EOF when a message that ends with the stream
 // has ended.
-func (s *pbStream) tag() (uint64, int, error) {
+func (s *pbStream) tag() (protowire.Number, protowire.Type, error) {
 	if s.left < 0 {
 		if _, err := s.r.Peek(1); err == io.EOF {
 			return 0, 0, io.EOF
@@ -374,7 +349,7 @@ func (s *pbStream) tag() (uint64, int, error) {
 	if err != nil {
 		return 0, 0, err
 	}
-	num, typ := key>>3, int(key&7)
+	num, typ := protowire.DecodeTag(key)
 	if num == 0 {
 		return 0, 0, errors.New("protobuf field number 0")
 	}
@@ -395,7 +370,7 @@ func (s *pbStream) length() (int64, error) {
 
 // bytes reads a length-delimited field into s.buf. The buffer grows only as the bytes arrive,
 // so that a length the stream does not hold cannot make it allocate that much.
-func (s *pbStream) bytes(what string, typ int) ([]byte, error) {
+func (s *pbStream) bytes(what string, typ protowire.Type) ([]byte, error) {
 	if err := pbWantBytes(what, typ); err != nil {
 		return nil, err
 	}
@@ -423,24 +398,24 @@ func (s *pbStream) bytes(what string, typ int) ([]byte, error) {
 }
 
 // skip reads past a field of wire type typ, its tag read.
-func (s *pbStream) skip(typ int) error {
+func (s *pbStream) skip(typ protowire.Type) error {
 	var n int64
 	switch typ {
-	case wireVarint:
+	case protowire.VarintType:
 		_, err := s.varint()
 		return err
-	case wireFixed64:
+	case protowire.Fixed64Type:
 		n = 8
-	case wireFixed32:
+	case protowire.Fixed32Type:
 		n = 4
-	case wireBytes:
+	case protowire.BytesType:
 		l, err := s.length()
 		if err != nil {
 			return err
 		}
 		n = l
 	default:
-		return fmt.Errorf("protobuf wire type %d (groups are not used by the Kubernetes API)", typ)
+		return errGroup(typ)
 	}
 	if s.left >= 0 && n > s.left {
 		return errTruncated
@@ -466,7 +441,7 @@ func (s *pbStream) skip(typ int) error {
 // kernelVersion, osImage and architecture. Should a field repeat, the last value wins and
 // messages merge, as protobuf decoders do.
 func pbNode(b []byte, n *Node, in interner) error {
-	return pbFields(b, func(num uint64, typ int, _ uint64, data []byte) error {
+	return pbFields(b, func(num protowire.Number, typ protowire.Type, _ uint64, data []byte) error {
 		var decode func([]byte, *Node, interner) error
 		switch num {
 		case nodeMetadata:
@@ -478,7 +453,7 @@ func pbNode(b []byte, n *Node, in interner) error {
 		default:
 			return nil
 		}
-		if typ != wireBytes {
+		if typ != protowire.BytesType {
 			return fmt.Errorf("field %d of the node has protobuf wire type %d, not a message", num, typ)
 		}
 		return decode(data, n, in)
@@ -486,7 +461,7 @@ func pbNode(b []byte, n *Node, in interner) error {
 }
 
 func pbNodeMeta(b []byte, n *Node, in interner) error {
-	return pbFields(b, func(num uint64, typ int, _ uint64, data []byte) error {
+	return pbFields(b, func(num protowire.Number, typ protowire.Type, _ uint64, data []byte) error {
 		switch num {
 		case metaName:
 			if err := pbWantBytes("metadata.name", typ); err != nil {
@@ -511,7 +486,7 @@ func pbNodeMeta(b []byte, n *Node, in interner) error {
 }
 
 func pbNodeSpec(b []byte, n *Node, in interner) error {
-	return pbFields(b, func(num uint64, typ int, _ uint64, data []byte) error {
+	return pbFields(b, func(num protowire.Number, typ protowire.Type, _ uint64, data []byte) error {
 		switch num {
 		case specProviderID:
 			if err := pbWantBytes("spec.providerID", typ); err != nil {
@@ -533,14 +508,14 @@ func pbNodeSpec(b []byte, n *Node, in interner) error {
 }
 
 func pbNodeStatus(b []byte, n *Node, in interner) error {
-	return pbFields(b, func(num uint64, typ int, _ uint64, data []byte) error {
+	return pbFields(b, func(num protowire.Number, typ protowire.Type, _ uint64, data []byte) error {
 		if num != statusNodeInfo {
 			return nil // images, conditions, addresses, capacity...: skipped undecoded
 		}
 		if err := pbWantBytes("status.nodeInfo", typ); err != nil {
 			return err
 		}
-		return pbFields(data, func(num uint64, typ int, _ uint64, data []byte) error {
+		return pbFields(data, func(num protowire.Number, typ protowire.Type, _ uint64, data []byte) error {
 			var dst *string
 			switch num {
 			case infoKernelVersion:
@@ -559,9 +534,9 @@ func pbNodeStatus(b []byte, n *Node, in interner) error {
 }
 
 // pbCountField counts the fields numbered num of message b (to size a map before filling it).
-func pbCountField(b []byte, num uint64) int {
+func pbCountField(b []byte, num protowire.Number) int {
 	c := 0
-	_ = pbFields(b, func(n uint64, _ int, _ uint64, _ []byte) error {
+	_ = pbFields(b, func(n protowire.Number, _ protowire.Type, _ uint64, _ []byte) error {
 		if n == num {
 			c++
 		}
@@ -572,7 +547,7 @@ func pbCountField(b []byte, num uint64) int {
 
 // pbMapEntry decodes an entry of a map<string, string>; a missing key or value is "".
 func pbMapEntry(b []byte, in interner) (key, value string, err error) {
-	err = pbFields(b, func(num uint64, typ int, _ uint64, data []byte) error {
+	err = pbFields(b, func(num protowire.Number, typ protowire.Type, _ uint64, data []byte) error {
 		switch num {
 		case mapKey:
 			key = in.get(data)
@@ -588,7 +563,7 @@ func pbMapEntry(b []byte, in interner) (key, value string, err error) {
 
 func pbTaint(b []byte, in interner) (corev1.Taint, error) {
 	var t corev1.Taint
-	err := pbFields(b, func(num uint64, typ int, _ uint64, data []byte) error {
+	err := pbFields(b, func(num protowire.Number, typ protowire.Type, _ uint64, data []byte) error {
 		switch num {
 		case taintKey:
 			t.Key = in.get(data)
@@ -601,7 +576,7 @@ func pbTaint(b []byte, in interner) (corev1.Taint, error) {
 				return err
 			}
 			var seconds, nanos uint64
-			err := pbFields(data, func(num uint64, typ int, v uint64, _ []byte) error {
+			err := pbFields(data, func(num protowire.Number, typ protowire.Type, v uint64, _ []byte) error {
 				switch num {
 				case timeSeconds:
 					seconds = v
@@ -610,7 +585,7 @@ func pbTaint(b []byte, in interner) (corev1.Taint, error) {
 				default:
 					return nil
 				}
-				if typ != wireVarint {
+				if typ != protowire.VarintType {
 					return fmt.Errorf("timeAdded field %d has protobuf wire type %d, not a varint", num, typ)
 				}
 				return nil

@@ -64,6 +64,9 @@ func TestCatastrophicRegexpsStayLinear(t *testing.T) {
 
 				allocs = append(allocs, testing.AllocsPerRun(20, func() { m.Match(kernel) }))
 			}
+			if raceEnabled {
+				return // regexp pools its machines in a sync.Pool, which -race empties at random
+			}
 			assert.LessOrEqual(t, allocs[1], allocs[0], "allocations grow with the kernel: %v", allocs)
 			assert.LessOrEqual(t, allocs[1], 1.0, "allocations per match: %v", allocs)
 		})

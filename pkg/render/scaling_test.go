@@ -151,7 +151,9 @@ func TestExpansionScalesLinearly(t *testing.T) {
 				t.Logf("%s: %.0f -> %.0f (x%.2f)", r.what, r.base, r.big, r.big/r.base)
 				assert.Less(t, r.big/r.base, 5.0, "%s grow faster than %s", r.what, tt.name)
 			}
-			assert.GreaterOrEqual(t, tt.grows(c)/tt.grows(b), 3.0, "the dimension is not measured")
+			if !raceEnabled { // -race adds allocations of its own (sync.Pool dropped at random) that hide the growth
+				assert.GreaterOrEqual(t, tt.grows(c)/tt.grows(b), 3.0, "the dimension is not measured")
+			}
 		})
 	}
 }

@@ -2,20 +2,12 @@ package e2e
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
-	"slices"
-	"sort"
 	"strings"
 	"testing"
 	"time"
-
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
-
-	"kmm.dev/kmm/pkg/contract"
 )
 
 // TestInstallFailures: when kmm-render cannot learn the nodes, helm install fails, says why,
@@ -133,38 +125,5 @@ func TestHelm4PluginReadsKUBECONFIG(t *testing.T) {
 	ctx := testContext(t, 2*time.Minute)
 	useExample(t, ctx, ex)
 	out := helm(t, ctx, 4, "template", release, chartDir, "-n", releaseNamespace, "-f", ex.values, "--post-renderer", "kmm-render")
-	got := map[string][]string{} // module name -> kernels of its rendered loaders
-	dec := utilyaml.NewYAMLOrJSONDecoder(strings.NewReader(out), 4096)
-	for {
-		var obj struct {
-			Kind     string `json:"kind"`
-			Metadata struct {
-				Name        string            `json:"name"`
-				Labels      map[string]string `json:"labels"`
-				Annotations map[string]string `json:"annotations"`
-			} `json:"metadata"`
-		}
-		if err := dec.Decode(&obj); err != nil {
-			if errors.Is(err, io.EOF) {
-				break
-			}
-			t.Fatalf("helm4 template output: %v\n%s", err, out)
-		}
-		if obj.Kind != "DaemonSet" || obj.Metadata.Labels[contract.LabelRole] != contract.RoleModuleLoader {
-			continue
-		}
-		if _, unexpanded := obj.Metadata.Annotations[contract.AnnotationExpand]; unexpanded {
-			t.Errorf("DaemonSet %s is an unexpanded loader template", obj.Metadata.Name)
-		}
-		mod := obj.Metadata.Labels[contract.LabelModuleName]
-		got[mod] = append(got[mod], obj.Metadata.Annotations[contract.AnnotationKernel])
-	}
-	want := expected(ex.helmModules(), ex.nodes)
-	for _, m := range ex.helmModules() {
-		g := got[m.Name]
-		sort.Strings(g)
-		if w := kernelsOf(want[m.ID()]); !slices.Equal(g, w) {
-			t.Errorf("module %s: helm4 template rendered loaders for kernels %v, want %v", m.ID(), g, w)
-		}
-	}
+	checkLoaders(t, []byte(out), ex)
 }
