@@ -7,11 +7,16 @@ import (
 	"os"
 	"time"
 
-	"helm.sh/helm/v3/pkg/action"
+	"helm.sh/helm/v3/pkg/chartutil"
+	helmrelease "helm.sh/helm/v3/pkg/release"
+	"helm.sh/helm/v3/pkg/storage"
+	"helm.sh/helm/v3/pkg/storage/driver"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/cli-runtime/pkg/genericclioptions"
+	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/kubernetes"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
+	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/kustomize/kyaml/kio"
 
 	"kmm.dev/kmm/pkg/contract"
@@ -39,67 +44,163 @@ type Release struct {
 	Manifest        string
 }
 
-// ReadRelease reads the deployed release through Helm's own packages and storage, read only.
+// ReadRelease reads the deployed release through Helm's own storage packages, read only: the
+// release's last revision, as `helm get manifest` (action.Get) picks it.
+//
+// It does what action.Configuration.Init and action.Get do, without package action, which
+// links kubectl, cli-runtime and the registry clients into every kmm-render start
+// (docs/benchmarks.md): the kubeconfig loaded as Helm's flags load it, the storage driver
+// chosen as Init chooses it, the cluster's reachability checked first, then the release read.
 func ReadRelease(ctx context.Context, o ReleaseOptions) (*Release, error) {
-	flags := genericclioptions.NewConfigFlags(false)
-	if o.Cluster.Kubeconfig != "" {
-		flags.KubeConfig = &o.Cluster.Kubeconfig
-	}
-	kubeContext := o.Cluster.Context
-	if kubeContext == "" {
-		kubeContext = os.Getenv("HELM_KUBECONTEXT")
-	}
-	if kubeContext != "" {
-		flags.Context = &kubeContext
-	}
 	timeout := o.Cluster.Timeout
 	if timeout == 0 {
 		timeout = 30 * time.Second
 	}
-	t := timeout.String()
-	flags.Timeout = &t
+	kubeconfig := helmKubeconfig(o.Cluster, timeout)
 	ns := o.Namespace
 	if ns == "" {
 		ns = os.Getenv("HELM_NAMESPACE")
 	}
 	if ns == "" {
-		if cfgNS, _, err := flags.ToRawKubeConfigLoader().Namespace(); err == nil && cfgNS != "" {
+		if cfgNS, _, err := kubeconfig.Namespace(); err == nil && cfgNS != "" {
 			ns = cfgNS
 		} else {
 			ns = "default"
 		}
 	}
-	flags.Namespace = &ns
-	driver := o.Driver
-	if driver == "" {
-		driver = os.Getenv("HELM_DRIVER")
+	driverName := o.Driver
+	if driverName == "" {
+		driverName = os.Getenv("HELM_DRIVER")
 	}
-	cfg := new(action.Configuration)
-	if err := cfg.Init(flags, ns, driver, func(string, ...any) {}); err != nil {
+	open, err := releaseStorage(driverName, ns)
+	if err != nil {
 		return nil, fmt.Errorf("reaching the release storage of namespace %s: %w", ns, err)
 	}
-	type result struct {
-		rel *Release
-		err error
+	rel, err := readRelease(ctx, kubeconfig, open, o.Name)
+	if err != nil {
+		if ctx.Err() != nil {
+			// The caller gave up: say so rather than how the request ended.
+			err = ctx.Err()
+		} else {
+			err = nodes.ExplainAPIError(err, "list", "secrets (Helm's release storage) in namespace "+ns)
+		}
+		return nil, fmt.Errorf("reading release %s in namespace %s: %w", o.Name, ns, err)
 	}
-	done := make(chan result, 1)
-	go func() {
-		rel, err := action.NewGet(cfg).Run(o.Name)
+	return &Release{Name: rel.Name, Namespace: rel.Namespace, Revision: rel.Version, Manifest: rel.Manifest}, nil
+}
+
+// helmKubeconfig loads the kubeconfig as Helm's flags (cli-runtime's ConfigFlags) do: the
+// loading rules with client-go's defaults (in-cluster, then $KUBERNETES_MASTER or
+// localhost:8080), the context (o.Context, else $HELM_KUBECONTEXT, else the current one) and
+// timeout as each request's.
+func helmKubeconfig(o nodes.ClusterOptions, timeout time.Duration) clientcmd.ClientConfig {
+	rules := clientcmd.NewDefaultClientConfigLoadingRules()
+	rules.DefaultClientConfig = &clientcmd.DefaultClientConfig
+	rules.ExplicitPath = o.Kubeconfig
+	overrides := &clientcmd.ConfigOverrides{ClusterDefaults: clientcmd.ClusterDefaults, Timeout: timeout.String()}
+	overrides.CurrentContext = o.Context
+	if overrides.CurrentContext == "" {
+		overrides.CurrentContext = os.Getenv("HELM_KUBECONTEXT")
+	}
+	return clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, overrides)
+}
+
+// openStorage opens Helm's release storage over a clientset of the release's cluster.
+type openStorage func(ctx context.Context, cs kubernetes.Interface) *storage.Storage
+
+// releaseStorage chooses Helm's release storage as action.Configuration.Init does, by the
+// driver's name (Init's names and errors); the SQL driver connects here, as Init's does. The
+// Secrets and ConfigMaps drivers read through ctx: Helm's own calls use context.Background.
+func releaseStorage(driverName, ns string) (openStorage, error) {
+	nop := func(string, ...any) {}
+	switch driverName {
+	case "secret", "secrets", "":
+		return func(ctx context.Context, cs kubernetes.Interface) *storage.Storage {
+			d := driver.NewSecrets(secretsWithContext{cs.CoreV1().Secrets(ns), ctx})
+			d.Log = nop
+			return storage.Init(d)
+		}, nil
+	case "configmap", "configmaps":
+		return func(ctx context.Context, cs kubernetes.Interface) *storage.Storage {
+			d := driver.NewConfigMaps(configMapsWithContext{cs.CoreV1().ConfigMaps(ns), ctx})
+			d.Log = nop
+			return storage.Init(d)
+		}, nil
+	case "memory":
+		// A new memory store is empty: every release is not found, as with helm.
+		return func(context.Context, kubernetes.Interface) *storage.Storage {
+			d := driver.NewMemory()
+			d.SetNamespace(ns)
+			return storage.Init(d)
+		}, nil
+	case "sql":
+		d, err := driver.NewSQL(os.Getenv("HELM_DRIVER_SQL_CONNECTION_STRING"), nop, ns)
 		if err != nil {
-			done <- result{err: nodes.ExplainAPIError(err, "list", "secrets (Helm's release storage) in namespace "+ns)}
-			return
+			return nil, fmt.Errorf("unable to instantiate SQL driver: %w", err)
 		}
-		done <- result{rel: &Release{Name: rel.Name, Namespace: rel.Namespace, Revision: rel.Version, Manifest: rel.Manifest}}
-	}()
-	select {
-	case r := <-done:
-		if r.err != nil {
-			return nil, fmt.Errorf("reading release %s in namespace %s: %w", o.Name, ns, r.err)
-		}
-		return r.rel, nil
-	case <-ctx.Done():
-		return nil, fmt.Errorf("reading release %s in namespace %s: %w", o.Name, ns, ctx.Err())
+		return func(context.Context, kubernetes.Interface) *storage.Storage { return storage.Init(d) }, nil
 	}
+	return nil, fmt.Errorf("unknown driver %q", driverName)
+}
+
+// readRelease is action.Get.Run for the last revision: the cluster checked as
+// kube.Client.IsReachable does (a clientset, then the server's version), the release name
+// checked, then the release's last revision read from the storage. Its errors are Helm's, words
+// and capitals included, so that kmm-render drift says what helm get would.
+func readRelease(ctx context.Context, kubeconfig clientcmd.ClientConfig, open openStorage, name string) (*helmrelease.Release, error) {
+	cfg, err := kubeconfig.ClientConfig()
+	if clientcmd.IsEmptyConfig(err) {
+		// Helm says only this, for want of a kubeconfig.
+		return nil, errors.New("Kubernetes cluster unreachable")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("Kubernetes cluster unreachable: %w", err)
+	}
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("Kubernetes cluster unreachable: %w", err)
+	}
+	return lastRevision(ctx, cs, open, name)
+}
+
+// lastRevision checks that cs's cluster answers, then reads release name's last revision
+// through the storage open gives, with Helm's errors ("release: not found").
+func lastRevision(ctx context.Context, cs kubernetes.Interface, open openStorage, name string) (*helmrelease.Release, error) {
+	if _, err := discovery.ToServerVersionInterfaceWithContext(cs.Discovery()).ServerVersionWithContext(ctx); err != nil {
+		return nil, fmt.Errorf("Kubernetes cluster unreachable: %w", err)
+	}
+	if err := chartutil.ValidateReleaseName(name); err != nil {
+		return nil, fmt.Errorf("releaseContent: Release name is invalid: %s", name)
+	}
+	return open(ctx, cs).Last(name)
+}
+
+// secretsWithContext and configMapsWithContext make the storage drivers' reads (List and Get,
+// all that reading a release does) use ctx; every other call goes to the client as it is.
+type secretsWithContext struct {
+	typedcorev1.SecretInterface
+	ctx context.Context
+}
+
+func (s secretsWithContext) Get(_ context.Context, name string, o metav1.GetOptions) (*corev1.Secret, error) {
+	return s.SecretInterface.Get(s.ctx, name, o)
+}
+
+func (s secretsWithContext) List(_ context.Context, o metav1.ListOptions) (*corev1.SecretList, error) {
+	return s.SecretInterface.List(s.ctx, o)
+}
+
+type configMapsWithContext struct {
+	typedcorev1.ConfigMapInterface
+	ctx context.Context
+}
+
+func (c configMapsWithContext) Get(_ context.Context, name string, o metav1.GetOptions) (*corev1.ConfigMap, error) {
+	return c.ConfigMapInterface.Get(c.ctx, name, o)
+}
+
+func (c configMapsWithContext) List(_ context.Context, o metav1.ListOptions) (*corev1.ConfigMapList, error) {
+	return c.ConfigMapInterface.List(c.ctx, o)
 }
 
 // EventReason is the reason of the Events RecordEvents writes.
