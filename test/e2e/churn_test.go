@@ -36,10 +36,7 @@ func churn(t *testing.T, version int) {
 	ex := loadExample(t, "gke")
 	ctx := testContext(t, 5*time.Minute)
 	useExample(t, ctx, ex)
-	t.Cleanup(func() {
-		cleanupRelease(t, context.Background())
-		deleteCRDs(t, context.Background(), mustDynamic(t)) // the chart keeps its CRDs on uninstall
-	})
+	cleanupInstall(t)
 	upgrade := func(values string) (string, error) {
 		args := append([]string{"upgrade", release, chartDir, "-n", releaseNamespace, "-f", values, "--set", "webhook.enabled=false",
 			"--wait", "--timeout", "2m"}, helmArgs(version)...)

@@ -213,10 +213,7 @@ func TestHelmTest(t *testing.T) {
 	ex := loadExample(t, "ubuntu")
 	useExample(t, ctx, ex)
 	waitNoCRDs(t, ctx, mustDynamic(t))
-	t.Cleanup(func() {
-		cleanupRelease(t, context.Background())
-		deleteCRDs(t, context.Background(), mustDynamic(t))
-	})
+	cleanupInstall(t)
 	helm(t, ctx, 3, append([]string{"install", release, chartDir, "-n", releaseNamespace, "--create-namespace",
 		"--set", "crds.keep=false"}, append(helmArgs(3), "--wait", "--timeout", "3m")...)...)
 

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"os/exec"
@@ -26,10 +25,7 @@ func TestDrift(t *testing.T) {
 	ex := loadExample(t, "gke")
 	ctx := testContext(t, 4*time.Minute)
 	useExample(t, ctx, ex)
-	t.Cleanup(func() {
-		cleanupRelease(t, context.Background())
-		deleteCRDs(t, context.Background(), mustDynamic(t)) // the chart keeps its CRDs on uninstall
-	})
+	cleanupInstall(t)
 	args := func(verb string) []string {
 		a := []string{verb, release, chartDir, "-n", releaseNamespace, "-f", ex.values,
 			"--set", "drift.enabled=true", "--set", "drift.image.repository=registry.example.com/kmm-render", "--set", "drift.image.tag=test",

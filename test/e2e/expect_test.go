@@ -132,6 +132,16 @@ func useExample(t *testing.T, ctx context.Context, ex *example) {
 }
 
 // cleanupRelease removes any kmm release and whatever it left, whichever Helm made it.
+// cleanupInstall registers the cleanup of a test that installs the chart: the release and what
+// it left, then the KMM CRDs, which the chart keeps on uninstall.
+func cleanupInstall(t *testing.T) {
+	t.Helper()
+	t.Cleanup(func() {
+		cleanupRelease(t, context.Background())
+		deleteCRDs(t, context.Background(), mustDynamic(t))
+	})
+}
+
 func cleanupRelease(t *testing.T, ctx context.Context) {
 	t.Helper()
 	for _, v := range []int{4, 3} {

@@ -23,13 +23,12 @@ func TestPodSecurityRestricted(t *testing.T) {
 	ex := loadExample(t, "gke")
 	ctx := testContext(t, 4*time.Minute)
 	useExample(t, ctx, ex)
-	t.Cleanup(func() {
-		cleanupRelease(t, context.Background())
-		deleteCRDs(t, context.Background(), mustDynamic(t)) // the chart keeps its CRDs on uninstall
+	t.Cleanup(func() { // runs after cleanupInstall's (cleanups run last registered first)
 		for _, ns := range []string{releaseNamespace, "default"} {
 			_ = setPodSecurity(context.Background(), ns, "")
 		}
 	})
+	cleanupInstall(t)
 	for _, ns := range []string{releaseNamespace, "default"} {
 		if err := kc.EnsureNamespace(ctx, ns); err != nil {
 			t.Fatal(err)

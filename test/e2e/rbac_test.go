@@ -157,10 +157,7 @@ func TestRenderRBAC(t *testing.T) {
 		useExample(t, ctx, ex)
 		for _, version := range []int{3, 4} {
 			t.Run(fmt.Sprintf("helm%d", version), func(t *testing.T) {
-				t.Cleanup(func() {
-					cleanupRelease(t, context.Background())
-					deleteCRDs(t, context.Background(), mustDynamic(t)) // the chart keeps its CRDs on uninstall
-				})
+				cleanupInstall(t)
 				helm(t, ctx, version, "install", release, chartDir, "-n", releaseNamespace, "--create-namespace", "-f", ex.values,
 					"--post-renderer", postRendererFor(version), "--post-renderer-args=--kubeconfig", "--post-renderer-args="+restricted,
 					"--wait", "--timeout", "3m")
