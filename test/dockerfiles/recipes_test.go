@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"sigs.k8s.io/yaml"
+
+	"kmm.dev/kmm/internal/busybox"
 )
 
 // valuesFile is the chart's values.yaml, relative to this package; its build.osDefaults holds
@@ -604,7 +606,36 @@ func runTests(m *testing.M) int {
 		}
 	}
 	fakeBin = dir
+	recipeShells, shellsErr = findShells(dir)
 	return m.Run()
+}
+
+// recipeShells are the shells the recipes run with, each proven to run the fakes of fakeBin
+// (findShells); shellsErr says why there are none.
+var (
+	recipeShells []shell
+	shellsErr    error
+)
+
+// findShells returns dash (or /bin/sh without it) and busybox sh (internal/busybox: one that
+// looks commands up on PATH before its applets), after proving that each runs every fake of
+// fakeDir rather than a command or applet of the same name.
+func findShells(fakeDir string) ([]shell, error) {
+	first := shell{name: "sh", argv: []string{"/bin/sh"}}
+	if dash, err := exec.LookPath("dash"); err == nil {
+		first = shell{name: "dash", argv: []string{dash}}
+	}
+	bb, err := busybox.Find()
+	if err != nil {
+		return nil, fmt.Errorf("the recipes are run with busybox sh too: %w", err)
+	}
+	out := []shell{first, {name: "busybox", argv: []string{bb.Path, "sh"}}}
+	for _, sh := range out {
+		if err := busybox.Resolves(sh.argv, fakeDir+":/usr/bin:/bin", fakeDir, fakeTools); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
 }
 
 // readOSDefaults reads build.osDefaults of the chart's values.yaml.
@@ -758,18 +789,13 @@ type shell struct {
 	argv []string
 }
 
-// forShells runs f as a parallel subtest per shell: dash (or /bin/sh without it) and busybox sh.
+// forShells runs f as a parallel subtest per shell of recipeShells.
 func forShells(t *testing.T, f func(t *testing.T, sh shell)) {
 	t.Helper()
-	first := shell{name: "sh", argv: []string{"/bin/sh"}}
-	if dash, err := exec.LookPath("dash"); err == nil {
-		first = shell{name: "dash", argv: []string{dash}}
+	if shellsErr != nil {
+		t.Fatal(shellsErr)
 	}
-	bb, err := exec.LookPath("busybox")
-	if err != nil {
-		t.Fatal("busybox is not installed: apt-get install busybox (make apt-deps); the recipes are run with busybox sh too")
-	}
-	for _, sh := range []shell{first, {name: "busybox", argv: []string{bb, "sh"}}} {
+	for _, sh := range recipeShells {
 		t.Run(sh.name, func(t *testing.T) {
 			t.Parallel()
 			f(t, sh)

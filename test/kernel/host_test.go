@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"unicode"
+
+	"kmm.dev/kmm/internal/busybox"
 )
 
 // kernelEnv picks the kernel to boot instead of the default choice (see chooseKernel), e.g.
@@ -36,6 +38,8 @@ type host struct {
 	signFile string
 	// Programs.
 	qemu, busybox, kmod, openssl, modinfo, depmod string
+	// busyboxVersion says which busybox it is and how it was chosen.
+	busyboxVersion string
 }
 
 // requireHost finds everything the test needs, or fails naming `make kernel-deps`: a missing
@@ -52,8 +56,14 @@ func requireHost(t *testing.T) *host {
 	var ok bool
 	h.qemu, ok = lookPath("qemu-system-x86_64")
 	need("qemu-system-x86_64", "qemu-system-x86", ok)
-	h.busybox, ok = lookPath("busybox")
-	need("busybox", "busybox-static", ok)
+	// The VM's scripts find kmod's modprobe on PATH: a busybox that runs its own applets first
+	// (Debian's busybox-static) would run its modprobe instead, which has no -d.
+	if bb, err := busybox.Find(); err != nil {
+		missing = append(missing, err.Error())
+	} else {
+		h.busybox = bb.Path
+		h.busyboxVersion = bb.String()
+	}
 	h.kmod, ok = lookPath("kmod")
 	need("kmod", "kmod", ok)
 	h.modinfo, ok = lookPath("modinfo")

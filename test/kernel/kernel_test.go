@@ -59,7 +59,7 @@ var kmodTools = []string{"modprobe", "modinfo", "depmod", "insmod", "rmmod", "ls
 
 func TestKernel(t *testing.T) {
 	h := requireHost(t)
-	t.Logf("kernel %s (%s); headers %s; sign-file %s", h.version, h.why, h.headers, h.signFile)
+	t.Logf("kernel %s (%s); headers %s; sign-file %s; busybox %s", h.version, h.why, h.headers, h.signFile, h.busyboxVersion)
 	work := t.TempDir()
 	started := time.Now()
 	lap := func(what string) { t.Logf("%s done after %s", what, time.Since(started).Round(100*time.Millisecond)) }

@@ -13,6 +13,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"kmm.dev/kmm/internal/busybox"
 )
 
 // filesDir is the chart's script folder, relative to this package.
@@ -39,16 +41,39 @@ type shell struct {
 	applets string   // busybox binary whose applets replace the system utilities, or ""
 }
 
-// shells lists /bin/sh and, when installed, busybox sh.
+// shells lists /bin/sh and busybox sh (internal/busybox: one that looks commands up on PATH
+// before its applets, as Alpine's does), each proven by TestMain to run the fakes.
 func shells(t *testing.T) []shell {
 	t.Helper()
-	out := []shell{{name: "sh", argv: []string{"/bin/sh"}, binary: "/bin/sh"}}
-	bb, err := exec.LookPath("busybox")
-	if err != nil {
-		t.Log("busybox is not installed (apt-get install busybox): the scripts run with /bin/sh only")
-		return out
+	if shellsErr != nil {
+		t.Fatal(shellsErr)
 	}
-	return append(out, shell{name: "busybox", argv: []string{bb, "sh"}, binary: bb, applets: bb})
+	return scriptShells
+}
+
+// scriptShells are the shells of shells; shellsErr says why there are none.
+var (
+	scriptShells []shell
+	shellsErr    error
+)
+
+// findShells returns /bin/sh and busybox sh after proving that each runs every fake of fakeDir
+// rather than a command or applet of the same name.
+func findShells(fakeDir string, fakes []string) ([]shell, error) {
+	bb, err := busybox.Find()
+	if err != nil {
+		return nil, fmt.Errorf("the scripts are run with busybox sh as the Alpine-based loader image runs them: %w", err)
+	}
+	out := []shell{
+		{name: "sh", argv: []string{"/bin/sh"}, binary: "/bin/sh"},
+		{name: "busybox", argv: []string{bb.Path, "sh"}, binary: bb.Path, applets: bb.Path},
+	}
+	for _, sh := range out {
+		if err := busybox.Resolves(sh.argv, fakeDir+":/usr/bin:/bin", fakeDir, fakes); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
 }
 
 // forShells runs f as a parallel subtest per shell.
@@ -103,6 +128,11 @@ func runTests(m *testing.M) int {
 		}
 	}
 	fakeBin = dir
+	var names []string
+	for _, f := range fakes {
+		names = append(names, filepath.Base(f))
+	}
+	scriptShells, shellsErr = findShells(dir, names)
 	return m.Run()
 }
 
