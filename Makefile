@@ -65,45 +65,30 @@ plugin: build ## Lay out the Helm 4 post-renderer plugin in bin/plugin/kmm-rende
 
 ##@ Test
 
-# Debian packages the tests use: shellcheck lints the chart's scripts, busybox runs them as the
-# Alpine-based images do (test/scripts). Installed with apt-get when missing (as root).
-APT_PACKAGES := shellcheck busybox
-
+# Debian packages the tests use (hack/test-deps.sh says why each): shellcheck lints the chart's
+# scripts; busybox runs them as the Alpine-based images do (test/scripts, test/dockerfiles). The
+# busybox the tests run is bin/tools/busybox: the installed one when its sh looks commands up on
+# PATH before its applets, else Debian's busybox package unpacked there (busybox-static runs its
+# own applets first, which would bypass the tests' fake commands). Installed with apt-get when
+# missing (as root).
 .PHONY: apt-deps
-apt-deps: ## Install the Debian packages the tests need (shellcheck, busybox) when missing.
-	@missing=""; for p in $(APT_PACKAGES); do command -v $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
-	if [ -n "$$missing" ]; then \
-		if [ "$$(id -u)" != 0 ]; then echo "missing:$$missing; run: sudo apt-get install$$missing" >&2; exit 1; fi; \
-		echo "apt-get install$$missing"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
-	fi
+apt-deps: ## Install shellcheck and busybox when missing; bin/tools/busybox is a busybox that runs PATH commands first.
+	@bash hack/test-deps.sh apt $(TOOLS_DIR)
 
 # Debian packages of the kernel test (test/kernel): qemu-system-x86 boots Debian's cloud kernel
 # (linux-image-cloud-amd64) with a busybox initramfs, the modules are built against its headers
 # (linux-headers-cloud-amd64, which pull in gcc and sign-file) and loaded with kmod, openssl
 # makes the signing key and checks the signatures. Installed with apt-get when missing (as root).
-# Any busybox will do (the test copies the libraries of a dynamic one into the VM);
-# busybox-static is installed when there is none.
-
 .PHONY: kernel-deps
-kernel-deps: ## Install qemu, Debian's cloud kernel and headers, busybox-static and kmod for the kernel test (apt-get, when missing).
-	@missing=""; \
-	command -v qemu-system-x86_64 >/dev/null 2>&1 || missing="$$missing qemu-system-x86"; \
-	command -v busybox >/dev/null 2>&1 || missing="$$missing busybox-static"; \
-	{ command -v kmod && { command -v depmod || test -x /usr/sbin/depmod || test -x /sbin/depmod; }; } >/dev/null 2>&1 || missing="$$missing kmod"; \
-	command -v openssl >/dev/null 2>&1 || missing="$$missing openssl"; \
-	kernel=""; for img in /boot/vmlinuz-*; do v=$${img#/boot/vmlinuz-}; \
-		if [ -f "/usr/src/linux-headers-$$v/Makefile" ] && [ -x "/usr/src/linux-headers-$$v/scripts/sign-file" ]; then kernel=$$v; fi; \
-	done; \
-	[ -n "$$kernel" ] || missing="$$missing linux-image-cloud-amd64 linux-headers-cloud-amd64"; \
-	if [ -n "$$missing" ]; then \
-		if [ "$$(id -u)" != 0 ]; then echo "missing:$$missing; run: sudo apt-get install --no-install-recommends$$missing" >&2; exit 1; fi; \
-		echo "apt-get install$$missing"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
-	fi
+kernel-deps: apt-deps ## Install qemu, Debian's cloud kernel and headers, kmod and openssl for the kernel test (apt-get, when missing).
+	@bash hack/test-deps.sh kernel
+
+.PHONY: deps-report
+deps-report: ## Print the busybox, shellcheck, qemu, kmod, openssl and kernel the tests use; fail naming the package when one is missing or of the wrong shape.
+	@bash hack/test-deps.sh report $(TOOLS_DIR)
 
 .PHONY: test
-test: apt-deps kernel-deps tools build lint fuzz ## Run every test: unit, golden, chart lint, a real kernel in qemu and end-to-end against a local control plane.
+test: kernel-deps deps-report tools build lint fuzz ## Run every test: unit, golden, chart lint, a real kernel in qemu and end-to-end against a local control plane.
 	KUBEBUILDER_ASSETS=$(ASSETS) $(GO) test -count=1 -timeout 40m ./...
 
 # Packages whose tests take -update to rewrite their golden files.
@@ -118,7 +103,7 @@ e2e: tools build ## Run the end-to-end tests only: local control plane, Helm 3 a
 	KUBEBUILDER_ASSETS=$(ASSETS) $(GO) test -count=1 -v -timeout 40m ./test/e2e
 
 .PHONY: kernel-test
-kernel-test: kernel-deps ## Build, sign, load and unload examples/kmod on a real kernel in qemu, with the chart's own scripts.
+kernel-test: kernel-deps deps-report ## Build, sign, load and unload examples/kmod on a real kernel in qemu, with the chart's own scripts.
 	$(GO) test -count=1 -v ./test/kernel
 
 .PHONY: golden
@@ -196,7 +181,7 @@ cluster-down: kmm-cluster ## Stop the local control plane started by cluster-up 
 .PHONY: demo
 demo: ## The main job on a built-in default: a local EKS-shaped cluster, the chart installed through kmm-render, loaders per kernel (DEMO=gke|ubuntu for the others).
 	@echo "==> building kmm-render and the local control plane, kwok and helm into bin/ (the first build takes 10-15 minutes on 2 cores; later runs take seconds)"
-	@$(MAKE) --no-print-directory tools build kmm-cluster
+	@$(MAKE) --no-print-directory demo-tools build kmm-cluster
 	@$(BIN)/kmm-cluster down >/dev/null 2>&1 || true
 	@echo "==> starting a local cluster (etcd, kube-apiserver, controller manager, scheduler, kwok) with the nodes of examples/$(DEMO)/nodes.yaml"
 	@$(BIN)/kmm-cluster up --nodes examples/$(DEMO)/nodes.yaml
@@ -247,69 +232,60 @@ nodes: build ## Show an example's kernels and the mapping each hits: make nodes 
 
 ##@ Tools (pinned, built from Go modules, cached in bin/tools by version)
 
-.PHONY: tools
-tools: $(ASSETS)/.stamp-$(K8S_VERSION)-$(ETCD_VERSION)-$(KWOK_VERSION)-$(HELM3_VERSION)-$(HELM4_VERSION) ## Build the local control plane, kwok and helm 3/4.
-
-$(ASSETS)/.stamp-%: $(KUBE_APISERVER) $(KUBE_CM) $(KUBE_SCHED) $(ETCD) $(KWOK) $(KWOK_STAGES) $(HELM3) $(HELM4)
-	@rm -rf $(ASSETS) && mkdir -p $(ASSETS)
-	ln -s $(KUBE_APISERVER) $(ASSETS)/kube-apiserver
-	ln -s $(KUBE_CM) $(ASSETS)/kube-controller-manager
-	ln -s $(KUBE_SCHED) $(ASSETS)/kube-scheduler
-	ln -s $(ETCD) $(ASSETS)/etcd
-	ln -s $(KWOK) $(ASSETS)/kwok
-	ln -s $(KWOK_STAGES) $(ASSETS)/kwok-stages
-	ln -s $(HELM3) $(ASSETS)/helm3
-	ln -s $(HELM4) $(ASSETS)/helm4
-	@touch $@
-
-# tool-from-assets NAME TARGET: use $KUBEBUILDER_ASSETS/NAME when the user already has it.
-define from_assets_or_build
-	@mkdir -p $(TOOLS_DIR)
-	@if [ -n "$${KUBEBUILDER_ASSETS:-}" ] && [ -x "$${KUBEBUILDER_ASSETS}/$(1)" ]; then \
-		echo "using $${KUBEBUILDER_ASSETS}/$(1) from KUBEBUILDER_ASSETS"; \
-		ln -sf "$${KUBEBUILDER_ASSETS}/$(1)" $@; \
-	else \
-		echo "building $(1) $(2) (cold builds take minutes; cached in bin/tools afterwards)"; \
-		cd tools && $(GO) build -trimpath $(3) -o $@.tmp ./cmd/$(1) && mv $@.tmp $@; \
-	fi
-endef
-
-$(KUBE_APISERVER):
-	$(call from_assets_or_build,kube-apiserver,$(K8S_VERSION),-ldflags '$(K8S_LDFLAGS)')
-$(KUBE_CM):
-	$(call from_assets_or_build,kube-controller-manager,$(K8S_VERSION),-ldflags '$(K8S_LDFLAGS)')
-$(KUBE_SCHED):
-	$(call from_assets_or_build,kube-scheduler,$(K8S_VERSION),-ldflags '$(K8S_LDFLAGS)')
-$(ETCD):
-	$(call from_assets_or_build,etcd,$(ETCD_VERSION),)
-# kubectl is for the cluster benchmark only (make bench-cluster), so make tools does not build it.
-$(KUBECTL):
-	$(call from_assets_or_build,kubectl,$(K8S_VERSION),-ldflags '$(K8S_LDFLAGS)')
-
-# go install into a scratch GOBIN, then keep the binary under its version.
-define go_install
-	@mkdir -p $(TOOLS_DIR)
-	@echo "building $(notdir $@) (takes a minute or two the first time)"
-	@tmp=$$(mktemp -d) && GOBIN=$$tmp $(GO) install -trimpath $(3) $(1) && mv $$tmp/$(2) $@ && rm -rf $$tmp
-endef
-
-$(KWOK):
-	$(call go_install,sigs.k8s.io/kwok/cmd/kwok@$(KWOK_VERSION),kwok)
-$(KWOK_STAGES):
-	@mkdir -p $@.tmp
-	@dir=$$($(GO) mod download -json sigs.k8s.io/kwok@$(KWOK_VERSION) | sed -n 's/.*"Dir": "\(.*\)".*/\1/p') && \
-		cp $$dir/kustomize/stage/node/fast/node-initialize.yaml \
-		   $$dir/kustomize/stage/node/heartbeat/node-heartbeat.yaml \
-		   $$dir/kustomize/stage/pod/fast/pod-ready.yaml \
-		   $$dir/kustomize/stage/pod/fast/pod-complete.yaml \
-		   $$dir/kustomize/stage/pod/fast/pod-delete.yaml $@.tmp/ && chmod -R u+w $@.tmp && mv $@.tmp $@
 # Helm 3 takes its default Kubernetes version (helm template's .Capabilities) from ldflags, as
 # its own Makefile sets them; Helm 4 reads it from its build info.
 HELM3_LDFLAGS := -X helm.sh/helm/v3/internal/version.version=$(HELM3_VERSION) \
 	-X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$(K8S_MINOR) \
 	-X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=$(K8S_MINOR)
 HELM4_LDFLAGS := -X helm.sh/helm/v4/internal/version.version=$(HELM4_VERSION)
+
+# The tools every test and the demo run; the demo needs all but helm 4, so a first `make demo`
+# builds only those (helm 4 is built by the first target that needs it).
+DEMO_TOOLS := kube-apiserver kube-controller-manager kube-scheduler etcd kwok helm3
+ALL_TOOLS  := $(DEMO_TOOLS) helm4
+TOOL_ENV := TOOLS_DIR=$(TOOLS_DIR) GO=$(GO) K8S_VERSION=$(K8S_VERSION) ETCD_VERSION=$(ETCD_VERSION) \
+	KWOK_VERSION=$(KWOK_VERSION) HELM3_VERSION=$(HELM3_VERSION) HELM4_VERSION=$(HELM4_VERSION) \
+	K8S_LDFLAGS='$(K8S_LDFLAGS)' HELM3_LDFLAGS='$(HELM3_LDFLAGS)' HELM4_LDFLAGS='$(HELM4_LDFLAGS)'
+
+.PHONY: tools
+tools: $(ASSETS)/.stamp-all-$(K8S_VERSION)-$(ETCD_VERSION)-$(KWOK_VERSION)-$(HELM3_VERSION)-$(HELM4_VERSION) ## Build the local control plane, kwok and helm 3/4.
+
+.PHONY: demo-tools
+demo-tools: $(ASSETS)/.stamp-demo-$(K8S_VERSION)-$(ETCD_VERSION)-$(KWOK_VERSION)-$(HELM3_VERSION) ## Build what the demo runs: the local control plane, kwok and helm 3.
+
+$(ASSETS)/.stamp-demo-%: $(KWOK_STAGES)
+	@$(TOOL_ENV) bash hack/build-tools.sh $(DEMO_TOOLS)
+	@$(MAKE) --no-print-directory assets
+	@touch $@
+
+$(ASSETS)/.stamp-all-%: $(KWOK_STAGES)
+	@$(TOOL_ENV) bash hack/build-tools.sh $(ALL_TOOLS)
+	@$(MAKE) --no-print-directory assets
+	@touch $@
+
+# assets links the tools that are built into $(ASSETS) under their plain names.
+.PHONY: assets
+assets:
+	@mkdir -p $(ASSETS)
+	@for link in kube-apiserver:$(KUBE_APISERVER) kube-controller-manager:$(KUBE_CM) kube-scheduler:$(KUBE_SCHED) \
+		etcd:$(ETCD) kwok:$(KWOK) kwok-stages:$(KWOK_STAGES) helm3:$(HELM3) helm4:$(HELM4); do \
+		name=$${link%%:*}; file=$${link#*:}; \
+		if [ -e "$$file" ]; then ln -sfn "$$file" $(ASSETS)/$$name; else rm -f $(ASSETS)/$$name; fi; \
+	done
+
+# kubectl is for the cluster benchmark only (make bench-cluster), so make tools does not build it.
+$(KUBECTL):
+	@$(TOOL_ENV) bash hack/build-tools.sh kubectl
+
 $(HELM3):
-	$(call go_install,helm.sh/helm/v3/cmd/helm@$(HELM3_VERSION),helm,-ldflags '$(HELM3_LDFLAGS)')
-$(HELM4):
-	$(call go_install,helm.sh/helm/v4/cmd/helm@$(HELM4_VERSION),helm,-ldflags '$(HELM4_LDFLAGS)')
+	@$(TOOL_ENV) bash hack/build-tools.sh helm3
+	@$(MAKE) --no-print-directory assets
+
+$(KWOK_STAGES):
+	@mkdir -p $@.tmp
+	@dir=$$(cd tools && $(GO) mod download -json sigs.k8s.io/kwok@$(KWOK_VERSION) | sed -n 's/.*"Dir": "\(.*\)".*/\1/p') && \
+		cp $$dir/kustomize/stage/node/fast/node-initialize.yaml \
+		   $$dir/kustomize/stage/node/heartbeat/node-heartbeat.yaml \
+		   $$dir/kustomize/stage/pod/fast/pod-ready.yaml \
+		   $$dir/kustomize/stage/pod/fast/pod-complete.yaml \
+		   $$dir/kustomize/stage/pod/fast/pod-delete.yaml $@.tmp/ && chmod -R u+w $@.tmp && mv $@.tmp $@

@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# build-tools.sh NAME...: builds the pinned tools the tests and the demo run into $TOOLS_DIR as
+# NAME-VERSION, from the tools module (tools/go.mod), skipping those already built. A tool that
+# $KUBEBUILDER_ASSETS already holds is linked instead of built.
+#
+# Names: kube-apiserver kube-controller-manager kube-scheduler etcd kwok kubectl helm3 helm4.
+# Versions and link flags come from the Makefile's environment: K8S_VERSION ETCD_VERSION
+# KWOK_VERSION HELM3_VERSION HELM4_VERSION K8S_LDFLAGS HELM3_LDFLAGS HELM4_LDFLAGS, GO, TOOLS_DIR.
+#
+# Why one `go build` for all of them: the tools share most of their packages (client-go,
+# apimachinery, the API types), which one tools module compiles once for all; and a single go
+# command keeps both cores busy, compiling one tool while it links another, where one command a
+# tool links each alone on one core. -s -w: the tools need no debug information, and leaving it
+# out makes each link markedly cheaper.
+set -euo pipefail
+: "${TOOLS_DIR:?}" "${GO:=go}"
+
+version_of() {
+	case $1 in
+	kube-apiserver | kube-controller-manager | kube-scheduler | kubectl) echo "$K8S_VERSION" ;;
+	etcd) echo "$ETCD_VERSION" ;;
+	kwok) echo "$KWOK_VERSION" ;;
+	helm3) echo "$HELM3_VERSION" ;;
+	helm4) echo "$HELM4_VERSION" ;;
+	*) echo "build-tools: unknown tool $1" >&2; exit 1 ;;
+	esac
+}
+
+# file_of NAME: where NAME is kept (helm3 and helm4 keep Helm's own name, helm-vX.Y.Z).
+file_of() {
+	case $1 in
+	helm3 | helm4) echo "$TOOLS_DIR/helm-$(version_of "$1")" ;;
+	*) echo "$TOOLS_DIR/$1-$(version_of "$1")" ;;
+	esac
+}
+
+# package_of NAME: the Go package of its main, in the tools module.
+package_of() {
+	case $1 in
+	kube-apiserver | kube-controller-manager | kube-scheduler | kubectl | etcd) echo "./cmd/$1" ;;
+	kwok) echo "sigs.k8s.io/kwok/cmd/kwok" ;;
+	helm3) echo "helm.sh/helm/v3/cmd/helm" ;;
+	helm4) echo "helm.sh/helm/v4/cmd/helm" ;;
+	esac
+}
+
+mkdir -p "$TOOLS_DIR"
+todo=()
+for name in "$@"; do
+	file=$(file_of "$name")
+	[ -x "$file" ] && continue
+	if [ -n "${KUBEBUILDER_ASSETS:-}" ] && [ -x "$KUBEBUILDER_ASSETS/$name" ]; then
+		echo "using $KUBEBUILDER_ASSETS/$name from KUBEBUILDER_ASSETS"
+		ln -sf "$KUBEBUILDER_ASSETS/$name" "$file"
+		continue
+	fi
+	todo+=("$name")
+done
+[ ${#todo[@]} -gt 0 ] || exit 0
+
+# helm3 and helm4 are both "helm": the second one builds in a go command of its own.
+first=() second=()
+for name in "${todo[@]}"; do
+	if [ "$name" = helm4 ] && [[ " ${todo[*]} " == *" helm3 "* ]]; then second+=("$name"); else first+=("$name"); fi
+done
+
+build() {
+	local out pkgs=() name
+	out=$(mktemp -d "$TOOLS_DIR/.build-XXXXXX")
+	for name in "$@"; do pkgs+=("$(package_of "$name")"); done
+	echo "building $* (one go build; a cold build takes minutes, cached in bin/tools afterwards)"
+	(cd "$(dirname "$0")/../tools" &&
+		"$GO" build -trimpath -ldflags "-s -w $K8S_LDFLAGS $HELM3_LDFLAGS $HELM4_LDFLAGS" -o "$out/" "${pkgs[@]}")
+	for name in "$@"; do
+		case $name in helm3 | helm4) bin=helm ;; *) bin=$name ;; esac
+		mv "$out/$bin" "$(file_of "$name")"
+	done
+	rm -rf "$out"
+}
+build "${first[@]}"
+if [ ${#second[@]} -gt 0 ]; then build "${second[@]}"; fi
