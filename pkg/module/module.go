@@ -68,6 +68,7 @@ type LoaderOverrides struct {
 	PodAnnotations                map[string]string            `json:"podAnnotations,omitempty"`
 	FirmwareHostPath              string                       `json:"firmwareHostPath,omitempty"`
 	UnloadOnStop                  *bool                        `json:"unloadOnStop,omitempty"`
+	VerifyVersion                 *bool                        `json:"verifyVersion,omitempty"`
 	ToolsImage                    *ImageRef                    `json:"toolsImage,omitempty"`
 }
 

@@ -216,6 +216,13 @@ func TestKernel(t *testing.T) {
 		load := get(t, "load")
 		require.Equal(t, 0, load.rc, "load.sh exit code; its output:\n%s", load.out)
 		assert.Contains(t, load.out, "kmm: loaded "+module+" (kernel "+h.version+")")
+		// loader.verifyVersion: each module in the kernel is checked against the image's file.
+		require.Equal(t, "true", r.loaderValue("KMM_VERIFY_VERSION"), "the chart's default verifies the loaded version")
+		for _, m := range order {
+			src := modinfo(t, h, ko(image, m), "srcversion")
+			require.NotEmpty(t, src, "%s.ko has a srcversion (MODULE_VERSION)", m)
+			assert.Contains(t, load.out, "kmm: verified "+m+": srcversion "+src+", version "+modinfo(t, h, ko(image, m), "version"))
+		}
 		for _, m := range order {
 			assert.True(t, loadedIn(get(t, "modules-loaded").out, m), "%s in /proc/modules after load.sh:\n%s", m, get(t, "modules-loaded").out)
 		}

@@ -261,6 +261,138 @@ func TestLoad(t *testing.T) {
 		check:     notLoaded,
 	})
 
+
+	// Version check (KMM_VERIFY_VERSION): the image's a and b are at srcversion NEW-A/NEW-B
+	// (version 2.0.0); what is in the kernel before the load is set up per case.
+	image := func(s *sandbox) {
+		s.write("image/a.srcversion", "NEWA0000000000000000000\n")
+		s.write("image/a.version", "2.0.0\n")
+		s.write("image/b.srcversion", "NEWB0000000000000000000\n")
+		s.write("image/b.version", "2.0.0\n")
+		s.env["FAKE_MODINFO_DIR"] = s.path("image")
+	}
+	inKernel := func(s *sandbox, m, src, ver string) {
+		s.write("sys/module/"+m+"/srcversion", src+"\n")
+		s.write("sys/module/"+m+"/version", ver+"\n")
+	}
+	verifyEnv := map[string]string{
+		"KMM_MODULE": "a", "KMM_LOADING_ORDER": lines("a", "b"), "KMM_ONESHOT": "true", "KMM_VERIFY_VERSION": "true",
+	}
+	fields := func(m string) [][]string {
+		return [][]string{
+			call("modinfo", "-b", "/opt", "-k", kernel, "-F", "srcversion", m),
+			call("modinfo", "-b", "/opt", "-k", kernel, "-F", "version", m),
+		}
+	}
+	loadCalls := [][]string{call("modprobe", "-v", "-d", "/opt", "b"), call("modprobe", "-v", "-d", "/opt", "a")}
+	cases = append(cases, tc{
+		name:  "version: nothing loaded, the image's version is verified after the load",
+		env:   verifyEnv,
+		setup: image,
+		wantCalls: func(*sandbox) [][]string {
+			return concat(loadCalls, fields("a"), fields("b"))
+		},
+		wantOut: []string{
+			"kmm: verified a: srcversion NEWA0000000000000000000, version 2.0.0",
+			"kmm: verified b: srcversion NEWB0000000000000000000, version 2.0.0",
+			"kmm: loaded a (kernel " + kernel + ")",
+		},
+		check: func(t *testing.T, s *sandbox) {
+			loaded(t, s)
+			assert.Equal(t, "a: srcversion NEWA0000000000000000000, version 2.0.0\nb: srcversion NEWB0000000000000000000, version 2.0.0\n",
+				s.read("state/versions"))
+		},
+	}, tc{
+		name: "version: the same version already loaded is kept",
+		env:  verifyEnv,
+		setup: func(s *sandbox) {
+			image(s)
+			inKernel(s, "a", "NEWA0000000000000000000", "2.0.0")
+			inKernel(s, "b", "NEWB0000000000000000000", "2.0.0")
+		},
+		wantCalls: func(*sandbox) [][]string {
+			return concat(fields("a"), fields("b"), loadCalls, fields("a"), fields("b"))
+		},
+		notOut: []string{"unloading"},
+		check:  loaded,
+	}, tc{
+		name: "version: an old version loaded and free is unloaded, then the new one loaded",
+		env:  verifyEnv,
+		setup: func(s *sandbox) {
+			image(s)
+			inKernel(s, "a", "OLDA0000000000000000000", "1.0.0")
+			inKernel(s, "b", "OLDB0000000000000000000", "1.0.0")
+		},
+		wantCalls: func(*sandbox) [][]string {
+			return concat(fields("a"), fields("b"),
+				[][]string{call("modprobe", "-r", "-v", "-d", "/opt", "a", "b")},
+				loadCalls, fields("a"), fields("b"))
+		},
+		wantOut: []string{
+			"kmm: a is loaded at srcversion OLDA0000000000000000000, version 1.0.0; this image has srcversion NEWA0000000000000000000, version 2.0.0",
+			"kmm: unloading the loaded version first",
+			"kmm: verified a: srcversion NEWA0000000000000000000, version 2.0.0",
+		},
+		check: func(t *testing.T, s *sandbox) {
+			loaded(t, s)
+			assert.Equal(t, "NEWA0000000000000000000\n", s.read("sys/module/a/srcversion"))
+			assert.Equal(t, "NEWB0000000000000000000\n", s.read("sys/module/b/srcversion"))
+		},
+	}, tc{
+		name: "version: an old version held by a consumer fails naming both versions and the holders",
+		env:  merge(verifyEnv, map[string]string{"FAKE_MODPROBE_FAIL": "a"}),
+		setup: func(s *sandbox) {
+			image(s)
+			inKernel(s, "a", "OLDA0000000000000000000", "1.0.0")
+			inKernel(s, "b", "NEWB0000000000000000000", "2.0.0")
+			s.write("sys/module/a/refcnt", "2\n")
+			s.mkdir("sys/module/a/holders/gpu_consumer")
+		},
+		wantCode: 1,
+		wantCalls: func(*sandbox) [][]string {
+			return concat(fields("a"), fields("b"),
+				[][]string{call("modprobe", "-r", "-v", "-d", "/opt", "a", "b")}, fields("a"))
+		},
+		wantOut: []string{
+			"kmm: a is loaded at srcversion OLDA0000000000000000000, version 1.0.0 but this loader's image has " +
+				"srcversion NEWA0000000000000000000, version 2.0.0, and it cannot be unloaded: held by modules [gpu_consumer], refcnt 2",
+		},
+		notOut: []string{"kmm: loaded a", "b is loaded at"},
+		check: func(t *testing.T, s *sandbox) {
+			notLoaded(t, s)
+			assert.Equal(t, "OLDA0000000000000000000\n", s.read("sys/module/a/srcversion"), "the old a stays")
+		},
+	}, tc{
+		name: "version: only the version field to compare",
+		env:  merge(verifyEnv, map[string]string{"KMM_LOADING_ORDER": ""}),
+		setup: func(s *sandbox) {
+			s.write("image/a.version", "2.0.0\n")
+			s.env["FAKE_MODINFO_DIR"] = s.path("image")
+			s.write("sys/module/a/version", "1.0.0\n")
+			s.env["FAKE_MODPROBE_FAIL"] = "a"
+		},
+		wantCode: 1,
+		wantOut: []string{"kmm: a is loaded at srcversion (none), version 1.0.0 but this loader's image has srcversion (none), version 2.0.0, " +
+			"and it cannot be unloaded: held by modules [], refcnt unknown"},
+		check: notLoaded,
+	}, tc{
+		name: "version: an image without versions loads with a warning",
+		env:  verifyEnv,
+		wantCalls: func(*sandbox) [][]string {
+			return concat(loadCalls, fields("a"), fields("b"))
+		},
+		wantOut: []string{"kmm: warning: the image's a has neither srcversion nor version: the loaded a cannot be checked"},
+		check:   loaded,
+	}, tc{
+		name:    "version: rawArgs are not checked",
+		env:     map[string]string{"KMM_RAW": "true", "KMM_RAW_LOAD": lines("foo"), "KMM_ONESHOT": "true", "KMM_VERIFY_VERSION": "true"},
+		wantOut: []string{"kmm: rawArgs: the loaded version is not checked"},
+		wantCalls: func(*sandbox) [][]string {
+			return [][]string{call("modprobe", "foo")}
+		},
+		check: loaded,
+	})
+
 	forShells(t, func(t *testing.T, sh shell) {
 		for _, c := range cases {
 			t.Run(c.name, func(t *testing.T) {
@@ -400,4 +532,25 @@ func TestLoadStop(t *testing.T) {
 			})
 		}
 	})
+}
+
+// concat joins lists of calls.
+func concat(lists ...[][]string) [][]string {
+	var out [][]string
+	for _, l := range lists {
+		out = append(out, l...)
+	}
+	return out
+}
+
+// merge returns a copy of base with extra's entries set.
+func merge(base, extra map[string]string) map[string]string {
+	out := map[string]string{}
+	for k, v := range base {
+		out[k] = v
+	}
+	for k, v := range extra {
+		out[k] = v
+	}
+	return out
 }

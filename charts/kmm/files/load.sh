@@ -30,6 +30,11 @@
 #   KMM_UNLOAD_ON_STOP       "false" keeps the module loaded on SIGTERM/SIGINT (default true)
 #   KMM_ONESHOT              "true": exit 0 once loaded instead of waiting
 #   KMM_SCRIPTS              folder holding unload.sh (default: the folder of this script)
+#   KMM_VERIFY_VERSION       "true": check that the module and each loading-order dependency in
+#                            the kernel is the image's (srcversion, else version, of modinfo of
+#                            the image's file against /sys/module/<name>); a different one loaded
+#                            is unloaded first, or the load fails naming both versions and what
+#                            holds it (default false; the chart sets loader.verifyVersion)
 set -eu
 
 log() { printf 'kmm: %s\n' "$*"; }
@@ -57,6 +62,7 @@ KMM_FIRMWARE_CLASS_PATH=${KMM_FIRMWARE_CLASS_PATH:-/kmm/firmware-class/path}
 KMM_STATE=${KMM_STATE:-/kmm/state}
 KMM_UNLOAD_ON_STOP=${KMM_UNLOAD_ON_STOP:-true}
 KMM_ONESHOT=${KMM_ONESHOT:-false}
+KMM_VERIFY_VERSION=${KMM_VERIFY_VERSION:-false}
 case $0 in
 */*) default_scripts=${0%/*} ;;
 *) default_scripts=. ;;
@@ -172,6 +178,96 @@ EOV
 	exit 1
 }
 
+# Version check (KMM_VERIFY_VERSION). image_field NAME FIELD: FIELD of modinfo of NAME in the
+# image, or "". loaded_field NAME FIELD: /sys/module/<name>/FIELD of the loaded module, or "".
+image_field() {
+	modinfo -b "$moddir" -k "$running" -F "$2" "$1" 2>/dev/null || :
+}
+loaded_field() {
+	sysfs_name "$1"
+	if [ -r "$KMM_SYS_MODULE/$sysfs/$2" ]; then cat "$KMM_SYS_MODULE/$sysfs/$2" 2>/dev/null || :; fi
+}
+# same_version NAME: whether the loaded NAME is the image's; sets want and have to describe them.
+# An image file that carries neither srcversion nor version cannot be told apart: it counts as
+# the same, with a warning.
+same_version() {
+	want_src=$(image_field "$1" srcversion)
+	want_ver=$(image_field "$1" version)
+	have_src=$(loaded_field "$1" srcversion)
+	have_ver=$(loaded_field "$1" version)
+	want="srcversion ${want_src:-(none)}${want_ver:+, version $want_ver}"
+	have="srcversion ${have_src:-(none)}${have_ver:+, version $have_ver}"
+	if [ -n "$want_src" ]; then
+		[ "$want_src" = "$have_src" ]
+	elif [ -n "$want_ver" ]; then
+		[ "$want_ver" = "$have_ver" ]
+	else
+		err "warning: the image's $1 has neither srcversion nor version: the loaded $1 cannot be checked"
+		return 0
+	fi
+}
+# holders NAME: what holds the loaded NAME: the modules in its holders folder and its refcnt.
+holders() {
+	sysfs_name "$1"
+	h=
+	if [ -d "$KMM_SYS_MODULE/$sysfs/holders" ]; then
+		for f in "$KMM_SYS_MODULE/$sysfs/holders"/*; do
+			if [ -e "$f" ]; then h="$h${h:+ }${f##*/}"; fi
+		done
+	fi
+	refcnt=$(loaded_field "$1" refcnt)
+	printf 'held by modules [%s], refcnt %s' "$h" "${refcnt:-unknown}"
+}
+
+# modules: the module and its loading-order dependencies, for the version check.
+modules=$KMM_MODULE
+first=true
+while IFS= read -r line; do
+	[ -n "$line" ] || continue
+	if [ "$first" = true ]; then
+		first=false
+		continue
+	fi
+	modules="$modules $line"
+done <<EOF
+$KMM_LOADING_ORDER
+EOF
+
+verify=false
+if [ "$KMM_VERIFY_VERSION" = true ] && [ "$KMM_RAW" != true ] && [ -n "$KMM_MODULE" ]; then
+	if command -v modinfo >/dev/null 2>&1; then
+		verify=true
+	else
+		err "warning: the image has no modinfo: the version of the loaded module is not checked"
+	fi
+elif [ "$KMM_VERIFY_VERSION" = true ] && [ "$KMM_RAW" = true ]; then
+	log "rawArgs: the loaded version is not checked (rawArgs name no module)"
+fi
+
+# A different version already loaded: modprobe would leave it and report success, so unload it
+# first; when it cannot be unloaded, fail (the pod is not Ready) saying what holds it.
+if [ "$verify" = true ]; then
+	stale=
+	for m in $modules; do
+		sysfs_name "$m"
+		[ -d "$KMM_SYS_MODULE/$sysfs" ] || continue
+		if ! same_version "$m"; then
+			log "$m is loaded at $have; this image has $want"
+			stale="$stale $m"
+		fi
+	done
+	if [ -n "$stale" ]; then
+		log "unloading the loaded version first"
+		if ! sh "$KMM_SCRIPTS/unload.sh"; then
+			for m in $stale; do
+				same_version "$m" || :
+				err "$m is loaded at $have but this loader's image has $want, and it cannot be unloaded: $(holders "$m"). Stop what uses it (its device plugin, workloads holding the device), then delete this pod to retry"
+			done
+			exit 1
+		fi
+	fi
+fi
+
 # d. load
 if [ "$KMM_RAW" = true ]; then
 	set --
@@ -222,9 +318,26 @@ EOF
 	modprobe "$@" </dev/null || diagnose "$KMM_MODULE"
 fi
 
+# The modules in the kernel must now be the image's.
+versions=
+if [ "$verify" = true ]; then
+	for m in $modules; do
+		if ! same_version "$m"; then
+			die "after loading, $m in the kernel is at $have, but this loader's image has $want: another copy of $m is loaded ($(holders "$m")); unload it and delete this pod to retry"
+		fi
+		log "verified $m: $want"
+		versions="$versions$m: $want
+"
+	done
+fi
+
 # f. state
 mkdir -p "$KMM_STATE" || die "could not create the state folder $KMM_STATE"
+if [ "$verify" = true ]; then
+	printf '%s' "$versions" >"$KMM_STATE/versions" || die "could not write $KMM_STATE/versions"
+fi
 printf '' >"$KMM_STATE/loaded" || die "could not write $KMM_STATE/loaded"
+
 log "loaded $label (kernel $running)"
 
 # g. wait, unload on stop
