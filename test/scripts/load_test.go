@@ -261,7 +261,6 @@ func TestLoad(t *testing.T) {
 		check:     notLoaded,
 	})
 
-
 	// Version check (KMM_VERIFY_VERSION): the image's a and b are at srcversion NEW-A/NEW-B
 	// (version 2.0.0); what is in the kernel before the load is set up per case.
 	image := func(s *sandbox) {
