@@ -164,7 +164,7 @@ CLUSTER_NODES ?= examples/$(DEMO)/nodes.yaml
 .PHONY: kmm-cluster
 kmm-cluster:
 	@mkdir -p $(BIN)
-	@$(GO) build -o $(BIN)/kmm-cluster ./cmd/kmm-cluster
+	@$(GO) build -trimpath -o $(BIN)/kmm-cluster ./cmd/kmm-cluster
 
 .PHONY: cluster-up
 cluster-up: tools kmm-cluster ## Start a local control plane with kwok nodes (CLUSTER_NODES=examples/eks/nodes.yaml); prints the kubeconfig.
@@ -181,7 +181,8 @@ cluster-down: kmm-cluster ## Stop the local control plane started by cluster-up 
 .PHONY: demo
 demo: ## The main job on a built-in default: a local EKS-shaped cluster, the chart installed through kmm-render, loaders per kernel (DEMO=gke|ubuntu for the others).
 	@echo "==> building kmm-render and the local control plane, kwok and helm into bin/ (the first build takes 10-15 minutes on 2 cores; later runs take seconds)"
-	@$(MAKE) --no-print-directory demo-tools build kmm-cluster
+	@# Two jobs: kmm-render and kmm-cluster compile while the tools link (a link uses one core).
+	@$(MAKE) --no-print-directory -j2 demo-tools build kmm-cluster
 	@$(BIN)/kmm-cluster down >/dev/null 2>&1 || true
 	@echo "==> starting a local cluster (etcd, kube-apiserver, controller manager, scheduler, kwok) with the nodes of examples/$(DEMO)/nodes.yaml"
 	@$(BIN)/kmm-cluster up --nodes examples/$(DEMO)/nodes.yaml
