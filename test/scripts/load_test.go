@@ -1,6 +1,8 @@
 package scripts_test
 
 import (
+	"maps"
+	"slices"
 	"syscall"
 	"testing"
 
@@ -289,7 +291,7 @@ func TestLoad(t *testing.T) {
 		env:   verifyEnv,
 		setup: image,
 		wantCalls: func(*sandbox) [][]string {
-			return concat(loadCalls, fields("a"), fields("b"))
+			return slices.Concat(loadCalls, fields("a"), fields("b"))
 		},
 		wantOut: []string{
 			"kmm: verified a: srcversion NEWA0000000000000000000, version 2.0.0",
@@ -310,7 +312,7 @@ func TestLoad(t *testing.T) {
 			inKernel(s, "b", "NEWB0000000000000000000", "2.0.0")
 		},
 		wantCalls: func(*sandbox) [][]string {
-			return concat(fields("a"), fields("b"), loadCalls, fields("a"), fields("b"))
+			return slices.Concat(fields("a"), fields("b"), loadCalls, fields("a"), fields("b"))
 		},
 		notOut: []string{"unloading"},
 		check:  loaded,
@@ -323,7 +325,7 @@ func TestLoad(t *testing.T) {
 			inKernel(s, "b", "OLDB0000000000000000000", "1.0.0")
 		},
 		wantCalls: func(*sandbox) [][]string {
-			return concat(fields("a"), fields("b"),
+			return slices.Concat(fields("a"), fields("b"),
 				[][]string{call("modprobe", "-r", "-v", "-d", "/opt", "a", "b")},
 				loadCalls, fields("a"), fields("b"))
 		},
@@ -339,7 +341,7 @@ func TestLoad(t *testing.T) {
 		},
 	}, tc{
 		name: "version: an old version held by a consumer fails naming both versions and the holders",
-		env:  merge(verifyEnv, map[string]string{"FAKE_MODPROBE_FAIL": "a"}),
+		env:  withEnv(verifyEnv, "FAKE_MODPROBE_FAIL", "a"),
 		setup: func(s *sandbox) {
 			image(s)
 			inKernel(s, "a", "OLDA0000000000000000000", "1.0.0")
@@ -349,7 +351,7 @@ func TestLoad(t *testing.T) {
 		},
 		wantCode: 1,
 		wantCalls: func(*sandbox) [][]string {
-			return concat(fields("a"), fields("b"),
+			return slices.Concat(fields("a"), fields("b"),
 				[][]string{call("modprobe", "-r", "-v", "-d", "/opt", "a", "b")}, fields("a"))
 		},
 		wantOut: []string{
@@ -363,7 +365,7 @@ func TestLoad(t *testing.T) {
 		},
 	}, tc{
 		name: "version: only the version field to compare",
-		env:  merge(verifyEnv, map[string]string{"KMM_LOADING_ORDER": ""}),
+		env:  withEnv(verifyEnv, "KMM_LOADING_ORDER", ""),
 		setup: func(s *sandbox) {
 			s.write("image/a.version", "2.0.0\n")
 			s.env["FAKE_MODINFO_DIR"] = s.path("image")
@@ -378,7 +380,7 @@ func TestLoad(t *testing.T) {
 		name: "version: an image without versions loads with a warning",
 		env:  verifyEnv,
 		wantCalls: func(*sandbox) [][]string {
-			return concat(loadCalls, fields("a"), fields("b"))
+			return slices.Concat(loadCalls, fields("a"), fields("b"))
 		},
 		wantOut: []string{"kmm: warning: the image's a has neither srcversion nor version: the loaded a cannot be checked"},
 		check:   loaded,
@@ -533,23 +535,9 @@ func TestLoadStop(t *testing.T) {
 	})
 }
 
-// concat joins lists of calls.
-func concat(lists ...[][]string) [][]string {
-	var out [][]string
-	for _, l := range lists {
-		out = append(out, l...)
-	}
-	return out
-}
-
-// merge returns a copy of base with extra's entries set.
-func merge(base, extra map[string]string) map[string]string {
-	out := map[string]string{}
-	for k, v := range base {
-		out[k] = v
-	}
-	for k, v := range extra {
-		out[k] = v
-	}
+// withEnv returns a copy of env with name set to value.
+func withEnv(env map[string]string, name, value string) map[string]string {
+	out := maps.Clone(env)
+	out[name] = value
 	return out
 }

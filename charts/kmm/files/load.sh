@@ -219,8 +219,10 @@ holders() {
 	printf 'held by modules [%s], refcnt %s' "$h" "${refcnt:-unknown}"
 }
 
-# modules: the module and its loading-order dependencies, for the version check.
+# modules: the module and its loading-order dependencies (module names hold no blanks); deps:
+# the dependencies in the order they load, the last entry first.
 modules=$KMM_MODULE
+deps=
 first=true
 while IFS= read -r line; do
 	[ -n "$line" ] || continue
@@ -229,6 +231,7 @@ while IFS= read -r line; do
 		continue
 	fi
 	modules="$modules $line"
+	deps="$line${deps:+ }$deps"
 done <<EOF
 $KMM_LOADING_ORDER
 EOF
@@ -285,20 +288,7 @@ EOF
 else
 	[ -n "$KMM_MODULE" ] || die "KMM_MODULE is empty: set modprobe.moduleName (or rawArgs)"
 	label=$KMM_MODULE
-	# Dependencies: every entry but the first, last one first.
-	set --
-	first=true
-	while IFS= read -r line; do
-		[ -n "$line" ] || continue
-		if [ "$first" = true ]; then
-			first=false
-			continue
-		fi
-		set -- "$line" "$@"
-	done <<EOF
-$KMM_LOADING_ORDER
-EOF
-	for dep in "$@"; do
+	for dep in $deps; do
 		log "modprobe -v -d $moddir $dep"
 		modprobe -v -d "$moddir" "$dep" </dev/null || diagnose "$dep"
 	done
