@@ -180,7 +180,7 @@ cluster-down: kmm-cluster ## Stop the local control plane started by cluster-up 
 
 .PHONY: demo
 demo: ## The main job on a built-in default: a local EKS-shaped cluster, the chart installed through kmm-render, loaders per kernel (DEMO=gke|ubuntu for the others).
-	@echo "==> building kmm-render and the local control plane, kwok and helm into bin/ (the first build took 12.5 minutes on 2 cores with empty Go caches; later runs take seconds)"
+	@echo "==> building kmm-render and the local control plane, kwok and helm into bin/ (the first build took 9 minutes on 2 cores with empty Go caches; later runs take seconds)"
 	@# Two jobs: kmm-render and kmm-cluster compile while the tools link (a link uses one core).
 	@$(MAKE) --no-print-directory -j2 demo-tools build kmm-cluster
 	@$(BIN)/kmm-cluster down >/dev/null 2>&1 || true

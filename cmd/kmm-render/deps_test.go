@@ -41,3 +41,31 @@ func TestBinaryLinksNoHelmAction(t *testing.T) {
 		})
 	}
 }
+
+// Every module kmm-render compiles is required at the same version by tools/go.mod, which builds
+// the control plane, kwok and helm: then a cold `make demo` compiles client-go and the API
+// packages once, for the tools, and kmm-render reuses them from the build cache. A mismatch (a
+// `go get` in one module only) costs minutes on a fresh machine.
+func TestSameModuleVersionsAsTools(t *testing.T) {
+	out, err := exec.Command("go", "list", "-deps", "-f", "{{with .Module}}{{if not .Main}}{{.Path}} {{.Version}}{{end}}{{end}}", ".").Output()
+	require.NoError(t, err, "go list -deps")
+	ours := map[string]string{}
+	for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		if f := strings.Fields(l); len(f) == 2 {
+			ours[f[0]] = f[1]
+		}
+	}
+	require.Contains(t, ours, "k8s.io/client-go", "the module list is kmm-render's")
+	list := exec.Command("go", "list", "-m", "all")
+	list.Dir = "../../tools"
+	out, err = list.Output()
+	require.NoError(t, err, "go list -m all in tools/")
+	var differ []string
+	for _, l := range strings.Split(string(out), "\n") {
+		f := strings.Fields(l)
+		if len(f) >= 2 && ours[f[0]] != "" && ours[f[0]] != f[1] {
+			differ = append(differ, f[0]+": "+ours[f[0]]+" here, "+f[1]+" in tools/go.mod")
+		}
+	}
+	assert.Empty(t, differ, "align them: `go get MODULE@VERSION` in the module that has the older one, then `go mod tidy` in both")
+}
