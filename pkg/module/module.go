@@ -48,6 +48,9 @@ type Module struct {
 	Loader *LoaderOverrides `json:"loader,omitempty"`
 	// Builder says how a helm-managed module's builds run (via: helm).
 	Builder *Builder `json:"builder,omitempty"`
+	// Upgrade overrides the chart's `upgrade.policy` for this module (via: helm): how the upgrade
+	// controller moves its nodes to a new version.
+	Upgrade *UpgradePolicy `json:"upgrade,omitempty"`
 	// AllowCOS lets a helm-managed module's loaders run on Container-Optimized OS CPU and TPU
 	// nodes, whose LoadPin refuses out-of-tree modules unless it is turned off there. Without
 	// it those nodes get no loader.

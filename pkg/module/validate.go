@@ -67,6 +67,9 @@ func (m *Module) Validate(p Paths) field.ErrorList {
 		if m.AllowCOS {
 			errs = append(errs, field.Forbidden(spec.Child("allowCOS"), "allowCOS places kmm's own loaders; the KMM controller places `via: operator` modules itself"))
 		}
+		if m.Upgrade != nil {
+			errs = append(errs, field.Forbidden(spec.Child("upgrade"), "upgrade is the policy of kmm's upgrade controller; the KMM controller upgrades `via: operator` modules by moduleLoader.container.version and node labels"))
+		}
 		if m.AllowEKSAutoMode {
 			errs = append(errs, field.Forbidden(spec.Child("allowEKSAutoMode"), "allowEKSAutoMode places kmm's own loaders; the KMM controller places `via: operator` modules itself"))
 		}
@@ -283,9 +286,12 @@ func helmOnly(m *Module, spec *field.Path) field.ErrorList {
 	if len(c.KernelMappings) == 0 {
 		errs = append(errs, field.Required(cp.Child("kernelMappings"), "list at least one kernel mapping: a kernel no mapping matches gets no loader"))
 	}
-	if c.Version != "" {
-		operatorOnly(cp.Child("version"), "ordered upgrades by version")
+	// A helm-managed module's version names what its loaders load: the node label
+	// kmm.node.kubernetes.io/<ns>.<name>.version.ready carries it, as KMM's ordered upgrade does.
+	for _, msg := range validation.IsValidLabelValue(c.Version) {
+		errs = append(errs, field.Invalid(cp.Child("version"), c.Version, "the version is a node label value: "+msg))
 	}
+	errs = append(errs, ValidateUpgrade(m.Upgrade, spec.Child("upgrade"))...)
 	if c.RegistryTLS.Insecure || c.RegistryTLS.InsecureSkipTLSVerify {
 		operatorOnly(cp.Child("registryTLS"), "pulling from insecure registries")
 	}

@@ -7,6 +7,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/utils/ptr"
 
 	kmmv1beta1 "kmm.dev/kmm/api/v1beta1"
 )
@@ -263,8 +265,37 @@ func TestValidateHelmOnly(t *testing.T) {
 		{name: "no kernel mappings", via: ViaHelm, mutate: func(m *Module) { container(m).KernelMappings = nil },
 			want: []string{"modules[3].moduleLoader.container.kernelMappings: Required value"}},
 		{name: "no kernel mappings, operator", via: ViaOperator, mutate: func(m *Module) { container(m).KernelMappings = nil }},
-		{name: "version", via: ViaHelm, mutate: func(m *Module) { container(m).Version = "1" },
-			want: []string{"modules[3].moduleLoader.container.version: Forbidden", "via: operator"}},
+		{name: "version", via: ViaHelm, mutate: func(m *Module) { container(m).Version = "2.1.0-rc1" }},
+		{name: "version no label value", via: ViaHelm, mutate: func(m *Module) { container(m).Version = "v2 beta" },
+			want: []string{`modules[3].moduleLoader.container.version: Invalid value: "v2 beta": the version is a node label value`}},
+		{name: "upgrade, operator", via: ViaOperator, mutate: func(m *Module) { m.Upgrade = &UpgradePolicy{Mode: UpgradeManual} },
+			want: []string{"modules[3].upgrade: Forbidden", "via: operator"}},
+		{name: "upgrade mode", via: ViaHelm, mutate: func(m *Module) { m.Upgrade = &UpgradePolicy{Mode: "rolling"} },
+			want: []string{`modules[3].upgrade.mode: Unsupported value: "rolling"`, `"auto"`, `"manual"`}},
+		{name: "upgrade manual", via: ViaHelm, mutate: func(m *Module) { m.Upgrade = &UpgradePolicy{Mode: UpgradeManual} }},
+		{name: "upgrade maxParallel 0", via: ViaHelm, mutate: func(m *Module) { m.Upgrade = &UpgradePolicy{MaxParallel: ptr.To[int32](0)} },
+			want: []string{"modules[3].upgrade.maxParallel: Invalid value: 0: must be at least 1"}},
+		{name: "upgrade maxUnavailable 0%", via: ViaHelm, mutate: func(m *Module) {
+			m.Upgrade = &UpgradePolicy{MaxUnavailable: ptr.To(intstr.FromString("0%"))}
+		}, want: []string{`modules[3].upgrade.maxUnavailable: Invalid value: "0%": must allow at least one node`}},
+		{name: "upgrade maxUnavailable words", via: ViaHelm, mutate: func(m *Module) {
+			m.Upgrade = &UpgradePolicy{MaxUnavailable: ptr.To(intstr.FromString("half"))}
+		}, want: []string{`modules[3].upgrade.maxUnavailable: Invalid value: "half": a number or a percentage`}},
+		{name: "upgrade maxUnavailable 30%", via: ViaHelm, mutate: func(m *Module) {
+			m.Upgrade = &UpgradePolicy{MaxUnavailable: ptr.To(intstr.FromString("30%")), MaxParallel: ptr.To[int32](3)}
+		}},
+		{name: "upgrade loadTimeout", via: ViaHelm, mutate: func(m *Module) { m.Upgrade = &UpgradePolicy{LoadTimeout: "ten minutes"} },
+			want: []string{`modules[3].upgrade.loadTimeout: Invalid value: "ten minutes": a positive Go duration`}},
+		{name: "upgrade drain selector", via: ViaHelm, mutate: func(m *Module) { m.Upgrade = &UpgradePolicy{Drain: &DrainPolicy{PodSelector: "app in (a"}} },
+			want: []string{`modules[3].upgrade.drain.podSelector: Invalid value: "app in (a"`}},
+		{name: "upgrade drain namespace", via: ViaHelm, mutate: func(m *Module) {
+			m.Upgrade = &UpgradePolicy{Drain: &DrainPolicy{Namespaces: []string{"ok", "Not_OK"}}}
+		}, want: []string{`modules[3].upgrade.drain.namespaces[1]: Invalid value: "Not_OK"`}},
+		{name: "upgrade drain timeout", via: ViaHelm, mutate: func(m *Module) { m.Upgrade = &UpgradePolicy{Drain: &DrainPolicy{Timeout: "-5m"}} },
+			want: []string{`modules[3].upgrade.drain.timeout: Invalid value: "-5m"`}},
+		{name: "upgrade drain", via: ViaHelm, mutate: func(m *Module) {
+			m.Upgrade = &UpgradePolicy{Drain: &DrainPolicy{PodSelector: "app=gpu-burn,tier!=system", Namespaces: []string{"ml"}, Timeout: "5m", Force: true}}
+		}},
 		{name: "rebuild trigger", via: ViaHelm, mutate: func(m *Module) { m.ImageRebuildTriggerGeneration = &gen }},
 		{name: "insecure registry", via: ViaHelm, mutate: func(m *Module) { container(m).RegistryTLS.Insecure = true },
 			want: []string{"modules[3].moduleLoader.container.registryTLS: Forbidden"}},

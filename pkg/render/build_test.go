@@ -424,9 +424,10 @@ func TestExpandDevicePlugin(t *testing.T) {
 	assert.Empty(t, ds.Annotations)
 	assert.Equal(t, map[string]string{"kubernetes.io/os": "linux"}, ds.Spec.Template.Spec.NodeSelector)
 	assert.Equal(t, &corev1.Affinity{NodeAffinity: &corev1.NodeAffinity{RequiredDuringSchedulingIgnoredDuringExecution: &corev1.NodeSelector{
-		NodeSelectorTerms: []corev1.NodeSelectorTerm{{MatchExpressions: []corev1.NodeSelectorRequirement{{
-			Key: kl, Operator: corev1.NodeSelectorOpIn, Values: []string{"5.15.0-105-generic", "6.1.0-28-cloud-amd64"},
-		}}}}}}}, ds.Spec.Template.Spec.Affinity, "only the kernels that have a loader")
+		NodeSelectorTerms: []corev1.NodeSelectorTerm{{MatchExpressions: []corev1.NodeSelectorRequirement{
+			{Key: kl, Operator: corev1.NodeSelectorOpIn, Values: []string{"5.15.0-105-generic", "6.1.0-28-cloud-amd64"}},
+			{Key: "kmm.node.kubernetes.io/kmm-demo.kmod.device-plugin-paused", Operator: corev1.NodeSelectorOpDoesNotExist},
+		}}}}}}, ds.Spec.Template.Spec.Affinity, "only the kernels that have a loader, and not where an upgrade paused the plugin")
 	assert.Equal(t, contract.RoleDevicePlugin, ds.Spec.Selector.MatchLabels[contract.LabelRole])
 	assert.Equal(t, "kmod", ds.Spec.Template.Labels[contract.LabelModuleName])
 

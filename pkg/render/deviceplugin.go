@@ -74,6 +74,12 @@ func (t *Template) expandDevicePlugin(p *Plan, o ExpandOptions) ([]*yaml.RNode, 
 		terms = append([]corev1.NodeSelectorTerm{{MatchExpressions: []corev1.NodeSelectorRequirement{
 			{Key: o.KernelLabel, Operator: corev1.NodeSelectorOpIn, Values: values}}}}, terms...)
 	}
+	// Every term also needs the module's device-plugin-paused node label absent: the upgrade
+	// controller sets it to take the plugin off a node before the module is unloaded there.
+	paused := corev1.NodeSelectorRequirement{Key: contract.ModuleNodeLabel(m.Namespace, m.Name, contract.SuffixDevicePluginPaused), Operator: corev1.NodeSelectorOpDoesNotExist}
+	for i := range terms {
+		terms[i].MatchExpressions = append(terms[i].MatchExpressions, paused)
+	}
 	affinity, err := toRNode(corev1.Affinity{NodeAffinity: &corev1.NodeAffinity{
 		RequiredDuringSchedulingIgnoredDuringExecution: &corev1.NodeSelector{NodeSelectorTerms: terms},
 	}})

@@ -155,6 +155,14 @@ func (t *Template) expandLoader(tg Target, o ExpandOptions) (*yaml.RNode, error)
 	if err := c.PipeE(yaml.SetField("image", yaml.NewStringRNode(image))); err != nil {
 		return nil, fmt.Errorf("setting the image: %w", err)
 	}
+	// What the pods load, for the upgrade controller's node labels and `kmm-render status`.
+	version := m.Container().Version
+	if version == "" {
+		version = image
+	}
+	if err := setStrings(ds, []string{"spec", "template", "metadata", "annotations"}, map[string]string{contract.AnnotationModuleVersion: version}, false); err != nil {
+		return nil, fmt.Errorf("setting the module version annotation: %w", err)
+	}
 	if err := t.envNodes.set(c, LoaderEnv(m.Container(), &m.Container().KernelMappings[tg.Mapping], tg.Kernel, root)); err != nil {
 		return nil, err
 	}
