@@ -3,5 +3,7 @@
 // build.sh, sign.sh). The tests run each script with /bin/sh and, when it is
 // installed, with busybox sh, against fake modprobe, modinfo, uname, crane,
 // buildctl-daemonless.sh and sign-file commands (testdata/bin) that log their
-// arguments.
+// arguments, and a fake sleep that, for unload.sh's wait, returns at once and
+// plays the module's users releasing it in the fake sysfs (else it is the real
+// sleep).
 package scripts

@@ -160,6 +160,8 @@ func newSandbox(t *testing.T, sh shell) *sandbox {
 		"FAKE_KERNEL":    kernel,
 		"KMM_SYS_MODULE": s.path("sys/module"),
 		"KMM_STATE":      s.path("state"),
+		// Never the host's /dev/termination-log.
+		"KMM_TERMINATION_LOG": s.path("termination-log"),
 	}
 	s.mkdir("sys/module")
 	return s
@@ -266,6 +268,22 @@ func (p *proc) output() string {
 func (p *proc) wait() (int, string) {
 	t := p.s.t
 	t.Helper()
+	code, out := p.waitAny()
+	for _, line := range strings.Split(out, "\n") {
+		if line == "" {
+			continue
+		}
+		assert.True(t, strings.HasPrefix(line, "kmm: ") || strings.HasPrefix(line, "fake-"),
+			"a line that is neither a kmm message nor a fake command's: %q\noutput:\n%s", line, out)
+	}
+	return code, out
+}
+
+// waitAny is wait without the check of the lines printed, for a script given a message that
+// spans lines.
+func (p *proc) waitAny() (int, string) {
+	t := p.s.t
+	t.Helper()
 	select {
 	case <-p.done:
 	case <-time.After(patience):
@@ -279,15 +297,7 @@ func (p *proc) wait() (int, string) {
 		require.True(t, ok, "running %s: %v", p.cmd.Args, p.err)
 		code = exitErr.ExitCode()
 	}
-	out := p.output()
-	for _, line := range strings.Split(out, "\n") {
-		if line == "" {
-			continue
-		}
-		assert.True(t, strings.HasPrefix(line, "kmm: ") || strings.HasPrefix(line, "fake-"),
-			"a line that is neither a kmm message nor a fake command's: %q\noutput:\n%s", line, out)
-	}
-	return code, out
+	return code, p.output()
 }
 
 // run runs script to its end.

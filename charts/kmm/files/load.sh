@@ -12,6 +12,8 @@
 #   KMM_PARAMETERS           list: modprobe.parameters, given after the module name
 #   KMM_LOAD_ARGS            list: modprobe.args.load, given before the module name
 #   KMM_UNLOAD_ARGS          list: modprobe.args.unload (used by unload.sh)
+#   KMM_UNLOAD_WAIT          seconds unload.sh waits for the module's users to release it
+#                            (used by unload.sh, also when it unloads a different version first)
 #   KMM_RAW                  "true" when rawArgs are used
 #   KMM_RAW_LOAD             list: modprobe.rawArgs.load, the whole modprobe argument list
 #   KMM_RAW_UNLOAD           list: modprobe.rawArgs.unload (used by unload.sh)
@@ -35,12 +37,16 @@
 #                            the image's file against /sys/module/<name>); a different one loaded
 #                            is unloaded first, or the load fails naming both versions and what
 #                            holds it (default false; the chart sets loader.verifyVersion)
+#   KMM_TERMINATION_LOG      file that receives the message of a failure, on one line and cut to
+#                            4096 bytes, for the pod status (default /dev/termination-log, the
+#                            container's terminationMessagePath); skipped when it cannot be written
 set -eu
 
 log() { printf 'kmm: %s\n' "$*"; }
 err() { printf 'kmm: %s\n' "$*" >&2; }
 die() {
 	err "$@"
+	termination "$*"
 	exit 1
 }
 
@@ -63,11 +69,45 @@ KMM_STATE=${KMM_STATE:-/kmm/state}
 KMM_UNLOAD_ON_STOP=${KMM_UNLOAD_ON_STOP:-true}
 KMM_ONESHOT=${KMM_ONESHOT:-false}
 KMM_VERIFY_VERSION=${KMM_VERIFY_VERSION:-false}
+KMM_TERMINATION_LOG=${KMM_TERMINATION_LOG:-/dev/termination-log}
 case $0 in
 */*) default_scripts=${0%/*} ;;
 *) default_scripts=. ;;
 esac
 KMM_SCRIPTS=${KMM_SCRIPTS:-$default_scripts}
+
+# termination MESSAGE: writes MESSAGE, its newlines made blanks and cut to its first 4096 bytes
+# (what the kubelet reads), as the container's termination message. A file that cannot be
+# written is skipped: this never fails.
+termination() {
+	(
+		LC_ALL=C
+		export LC_ALL
+		nl='
+'
+		rest=$*
+		msg=
+		while :; do
+			case $rest in
+			*"$nl"*)
+				msg="$msg${rest%%"$nl"*} "
+				rest=${rest#*"$nl"}
+				;;
+			*)
+				msg=$msg$rest
+				break
+				;;
+			esac
+		done
+		if [ "${#msg}" -gt 4096 ]; then
+			bytes='?'
+			while [ "${#bytes}" -lt 4096 ]; do bytes=$bytes$bytes; done
+			# shellcheck disable=SC2295 # $bytes is meant as a pattern: any 4096 bytes
+			msg=${msg%"${msg#$bytes}"}
+		fi
+		printf '%s' "$msg" >"$KMM_TERMINATION_LOG"
+	) 2>/dev/null || :
+}
 
 # sysfs_name NAME: sets sysfs to the /sys/module entry of NAME (the kernel
 # uses _ for -).
@@ -161,21 +201,18 @@ moddir=$KMM_ROOT$KMM_DIR_NAME
 diagnose() {
 	name=$1
 	if ! command -v modinfo >/dev/null 2>&1; then
-		err "modprobe $name failed (see the messages above and the node's dmesg)"
+		die "modprobe $name failed (see the messages above and the node's dmesg)"
 	elif vermagic=$(modinfo -b "$moddir" -k "$running" -F vermagic "$name" 2>/dev/null); then
 		built=
 		read -r built _ <<EOV || :
 $vermagic
 EOV
 		if [ -n "$built" ] && [ "$built" != "$running" ]; then
-			err "$name was built for kernel $built, this node runs $running: rebuild it for $running"
-		else
-			err "modprobe $name failed (see the messages above and the node's dmesg)"
+			die "$name was built for kernel $built, this node runs $running: rebuild it for $running"
 		fi
-	else
-		err "no module $name in $moddir/lib/modules/$running (check dirName and the image)"
+		die "modprobe $name failed (see the messages above and the node's dmesg)"
 	fi
-	exit 1
+	die "no module $name in $moddir/lib/modules/$running (check dirName and the image)"
 }
 
 # Version check (KMM_VERIFY_VERSION). image_field NAME FIELD: FIELD of modinfo of NAME in the
@@ -248,7 +285,8 @@ elif [ "$KMM_VERIFY_VERSION" = true ] && [ "$KMM_RAW" = true ]; then
 fi
 
 # A different version already loaded: modprobe would leave it and report success, so unload it
-# first; when it cannot be unloaded, fail (the pod is not Ready) saying what holds it.
+# first; when it cannot be unloaded, fail (the pod is not Ready) saying what holds it, a line per
+# module, and all of them on the one line of the termination message.
 if [ "$verify" = true ]; then
 	stale=
 	for m in $modules; do
@@ -262,10 +300,14 @@ if [ "$verify" = true ]; then
 	if [ -n "$stale" ]; then
 		log "unloading the loaded version first"
 		if ! sh "$KMM_SCRIPTS/unload.sh"; then
+			why=
 			for m in $stale; do
 				same_version "$m" || :
-				err "$m is loaded at $have but this loader's image has $want, and it cannot be unloaded: $(holders "$m"). Stop what uses it (its device plugin, workloads holding the device), then delete this pod to retry"
+				msg="$m is loaded at $have but this loader's image has $want, and it cannot be unloaded: $(holders "$m"). Stop what uses it (its device plugin, workloads holding the device), then delete this pod to retry"
+				err "$msg"
+				why="$why${why:+ }$msg"
 			done
+			termination "$why"
 			exit 1
 		fi
 	fi

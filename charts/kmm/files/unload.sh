@@ -5,19 +5,32 @@
 #
 # Environment (the same as load.sh; lists are newline-separated, empty lines are
 # ignored, each entry is one argument):
-#   KMM_ROOT           prefix of the module tree (default empty)
-#   KMM_DIR_NAME       modprobe.dirName (default /opt); modprobe -d gets $KMM_ROOT$KMM_DIR_NAME
-#   KMM_MODULE         modprobe.moduleName (empty with rawArgs)
-#   KMM_UNLOAD_ARGS    list: modprobe.args.unload, given before the module name
-#   KMM_RAW            "true" when rawArgs are used
-#   KMM_RAW_UNLOAD     list: modprobe.rawArgs.unload, the whole modprobe argument list
-#   KMM_LOADING_ORDER  list: modprobe.modulesLoadingOrder; unloaded in this order after the module
-#   KMM_STATE          state folder (default /kmm/state); "loaded" is removed from it
+#   KMM_ROOT             prefix of the module tree (default empty)
+#   KMM_DIR_NAME         modprobe.dirName (default /opt); modprobe -d gets $KMM_ROOT$KMM_DIR_NAME
+#   KMM_MODULE           modprobe.moduleName (empty with rawArgs)
+#   KMM_UNLOAD_ARGS      list: modprobe.args.unload, given before the module name
+#   KMM_RAW              "true" when rawArgs are used
+#   KMM_RAW_UNLOAD       list: modprobe.rawArgs.unload, the whole modprobe argument list
+#   KMM_LOADING_ORDER    list: modprobe.modulesLoadingOrder; unloaded in this order after the module
+#   KMM_STATE            state folder (default /kmm/state); "loaded" is removed from it
+#   KMM_SYS_MODULE       sysfs module folder (default /sys/module), as in load.sh
+#   KMM_UNLOAD_WAIT      whole seconds (default 0: no wait). While the module (the first entry of
+#                        modulesLoadingOrder) is in use, its refcnt in KMM_SYS_MODULE above 0 or
+#                        its holders folder not empty, check again every second, for up to this
+#                        long, before unloading: its users (its device plugin, workloads) get
+#                        SIGTERM at the same time as the loader and release it while they stop.
+#                        Not with rawArgs (they name no module to check). Any other value is
+#                        warned about and read as 0
+#   KMM_TERMINATION_LOG  file that receives the failure message, on one line and cut to 4096
+#                        bytes, for the pod status (default /dev/termination-log, the
+#                        container's terminationMessagePath); skipped when it cannot be written
 set -eu
 
 log() { printf 'kmm: %s\n' "$*"; }
+err() { printf 'kmm: %s\n' "$*" >&2; }
 die() {
-	printf 'kmm: %s\n' "$*" >&2
+	err "$@"
+	termination "$*"
 	exit 1
 }
 
@@ -29,6 +42,87 @@ KMM_RAW=${KMM_RAW:-false}
 KMM_RAW_UNLOAD=${KMM_RAW_UNLOAD:-}
 KMM_LOADING_ORDER=${KMM_LOADING_ORDER:-}
 KMM_STATE=${KMM_STATE:-/kmm/state}
+KMM_SYS_MODULE=${KMM_SYS_MODULE:-/sys/module}
+KMM_UNLOAD_WAIT=${KMM_UNLOAD_WAIT:-0}
+KMM_TERMINATION_LOG=${KMM_TERMINATION_LOG:-/dev/termination-log}
+
+# termination MESSAGE: writes MESSAGE, its newlines made blanks and cut to its first 4096 bytes
+# (what the kubelet reads), as the container's termination message. A file that cannot be
+# written is skipped: this never fails.
+termination() {
+	(
+		LC_ALL=C
+		export LC_ALL
+		nl='
+'
+		rest=$*
+		msg=
+		while :; do
+			case $rest in
+			*"$nl"*)
+				msg="$msg${rest%%"$nl"*} "
+				rest=${rest#*"$nl"}
+				;;
+			*)
+				msg=$msg$rest
+				break
+				;;
+			esac
+		done
+		if [ "${#msg}" -gt 4096 ]; then
+			bytes='?'
+			while [ "${#bytes}" -lt 4096 ]; do bytes=$bytes$bytes; done
+			# shellcheck disable=SC2295 # $bytes is meant as a pattern: any 4096 bytes
+			msg=${msg%"${msg#$bytes}"}
+		fi
+		printf '%s' "$msg" >"$KMM_TERMINATION_LOG"
+	) 2>/dev/null || :
+}
+
+# sysfs_name NAME: sets sysfs to the /sys/module entry of NAME (the kernel uses _ for -).
+sysfs_name() {
+	rest=$1
+	sysfs=
+	while :; do
+		case $rest in
+		*-*)
+			sysfs=$sysfs${rest%%-*}_
+			rest=${rest#*-}
+			;;
+		*)
+			sysfs=$sysfs$rest
+			break
+			;;
+		esac
+	done
+}
+
+# in_use: whether the module of $sysfs is in use: its refcnt is above 0 or its holders folder is
+# not empty. Sets refcnt (a number, or "unknown") and holders (the holders' names).
+in_use() {
+	dir=$KMM_SYS_MODULE/$sysfs
+	refcnt=
+	if [ -r "$dir/refcnt" ]; then
+		{ read -r refcnt <"$dir/refcnt"; } 2>/dev/null || :
+	fi
+	case $refcnt in
+	'' | *[!0-9]*) refcnt=unknown ;;
+	esac
+	holders=
+	if [ -d "$dir/holders" ]; then
+		for f in "$dir/holders"/*; do
+			if [ -e "$f" ]; then holders="$holders${holders:+ }${f##*/}"; fi
+		done
+	fi
+	[ -n "$holders" ] || { [ "$refcnt" != unknown ] && [ "$refcnt" -gt 0 ]; }
+}
+
+case $KMM_UNLOAD_WAIT in
+*[!0-9]*)
+	err "warning: KMM_UNLOAD_WAIT is '$KMM_UNLOAD_WAIT', not a whole number of seconds: not waiting for the module's users"
+	KMM_UNLOAD_WAIT=0
+	;;
+esac
 
 if [ "$KMM_RAW" = true ]; then
 	set --
@@ -39,6 +133,9 @@ $KMM_RAW_UNLOAD
 EOF
 	[ "$#" -gt 0 ] || die "rawArgs.unload is empty: set modprobe.rawArgs.unload to unload the modules"
 	label="rawArgs.unload ($*)"
+	if [ "$KMM_UNLOAD_WAIT" -gt 0 ]; then
+		log "rawArgs: not waiting for the users of the modules to stop (KMM_UNLOAD_WAIT): rawArgs name no module to check"
+	fi
 	log "modprobe $*"
 	modprobe "$@" </dev/null || die "could not unload $label (in use?): stop what uses it and try again"
 else
@@ -64,8 +161,26 @@ EOF
 	done <<EOF
 $KMM_LOADING_ORDER
 EOF
+	# The module's users get SIGTERM at the same time as this loader: give them
+	# KMM_UNLOAD_WAIT seconds to release it.
+	sysfs_name "$KMM_MODULE"
+	waited=0
+	if [ "$KMM_UNLOAD_WAIT" -gt 0 ] && in_use; then
+		log "$KMM_MODULE is in use (refcnt $refcnt, held by [$holders]): waiting up to $KMM_UNLOAD_WAIT s for its users (the device plugin, workloads) to stop"
+		while [ "$waited" -lt "$KMM_UNLOAD_WAIT" ]; do
+			sleep 1
+			waited=$((waited + 1))
+			in_use || break
+		done
+		if ! in_use; then log "$KMM_MODULE is no longer in use after $waited s"; fi
+	fi
 	log "modprobe $*"
-	modprobe "$@" </dev/null || die "could not unload $KMM_MODULE (in use?): stop what uses it and try again"
+	if ! modprobe "$@" </dev/null; then
+		if [ "$KMM_UNLOAD_WAIT" -gt 0 ] && in_use; then
+			die "could not unload $KMM_MODULE: still in use after waiting $waited s (refcnt $refcnt, held by [$holders]): stop what uses it (the device plugin, workloads) and try again"
+		fi
+		die "could not unload $KMM_MODULE (in use?): stop what uses it and try again"
+	fi
 fi
 
 rm -f "$KMM_STATE/loaded"
