@@ -5,8 +5,10 @@
 // chart's build.osDefaults), sign it (sign.sh with the kernel's sign-file; each signature is
 // then verified against the certificate with openssl), and load and unload it in a qemu VM that
 // boots Debian's kernel (load.sh and unload.sh with the loader DaemonSet's environment):
-// loading order, parameters, firmware, the removal of an in-tree module, and the refusal of a
-// module built for another kernel and of a missing module.
+// loading order, parameters, firmware, the removal of an in-tree module, the refusal of a
+// module built for another kernel and of a missing module, and the upgrade of a module another
+// module holds (upgrade_test.go: the loader of the new version refuses while the old one is held,
+// and replaces it once released).
 //
 //	make kernel-test    # installs qemu, the kernel and its headers when missing, then runs this
 //
@@ -168,11 +170,14 @@ func TestKernel(t *testing.T) {
 	// firmwarePath must exist) and the same loader environment.
 	refusals := prepareRefusals(t, h, work, r, image, unsigned, ko, first, module)
 	lap("trees to refuse")
+	// The upgrade's two images of kmm_up and its holder.
+	up := prepareUpgrade(t, h, work, r)
+	lap("upgrade build")
 
 	// 5. The VM: Debian's kernel, busybox, kmod, the image trees and the chart's scripts.
 	initrd := filepath.Join(work, "initrd.gz")
 	step(t, "initramfs", func(t *testing.T) {
-		buildInitramfs(t, h, work, r, image, refusals, inTree, initrd)
+		buildInitramfs(t, h, work, r, image, refusals, inTree, up, initrd)
 	})
 	lap("initramfs")
 	var c *console
@@ -290,6 +295,62 @@ func TestKernel(t *testing.T) {
 			}
 		})
 	}
+	t.Run("upgrade", func(t *testing.T) {
+		// What the test knows of the two images, from modinfo on this machine.
+		have := "srcversion " + up.v1.srcversion + ", version " + up.v1.version
+		want := "srcversion " + up.v2.srcversion + ", version " + up.v2.version
+		load := get(t, "up-load-v1")
+		require.Equal(t, 0, load.rc, "load.sh of %s exit code; its output:\n%s", up.v1.name, load.out)
+		require.Contains(t, load.out, "kmm: verified "+upModule+": "+have)
+		hold := get(t, "up-hold")
+		require.Equal(t, 0, hold.rc, "insmod %s:\n%s", upHolderKo, hold.out)
+		require.Equal(t, upHolder, strings.TrimSpace(get(t, "up-holders").out), "/sys/module/%s/holders", upModule)
+		refcnt := strings.TrimSpace(get(t, "up-refcnt").out)
+		require.Equal(t, "1", refcnt, "/sys/module/%s/refcnt with %s inserted", upModule, upHolder)
+
+		t.Run("refused while held", func(t *testing.T) {
+			load := get(t, "up-load-held")
+			require.NotEqual(t, 143, load.rc, "load.sh did not end within %ds (killed); its output:\n%s", scriptTimeout, load.out)
+			assert.Equal(t, 1, load.rc, "load.sh of %s fails while %s holds %s %s; its output:\n%s", up.v2.name, upHolder, upModule, up.v1.version, load.out)
+			assert.Contains(t, load.out, "kmm: "+upModule+" is loaded at "+have+"; this image has "+want)
+			// The failure names both versions, the holder and the refcount (the kernel's, read above).
+			refused := "kmm: " + upModule + " is loaded at " + have + " but this loader's image has " + want +
+				", and it cannot be unloaded: held by modules [" + upHolder + "], refcnt " + refcnt
+			found := false
+			for _, l := range strings.Split(load.out, "\n") {
+				if rest, ok := strings.CutPrefix(l, refused); ok && (rest == "" || rest[0] < '0' || rest[0] > '9') {
+					found = true
+				}
+			}
+			assert.True(t, found, "load.sh's output has a line starting %q; its output:\n%s", refused, load.out)
+			// It tried to unload the old version first, and said why it failed after that.
+			before(t, load.out, "kmm: "+upModule+" is loaded at "+have+"; this image has "+want, "kmm: unloading the loaded version first", "load.sh's output")
+			before(t, load.out, "kmm: unloading the loaded version first", refused, "load.sh's output")
+			assert.NotContains(t, load.out, "kmm: verified "+upModule)
+			assert.NotContains(t, load.out, "kmm: loaded "+upModule)
+			assert.Equal(t, up.v1.version, strings.TrimSpace(get(t, "up-version-held").out), "/sys/module/%s/version after the refusal", upModule)
+			assert.Equal(t, up.v1.srcversion, strings.TrimSpace(get(t, "up-srcversion-held").out), "/sys/module/%s/srcversion after the refusal", upModule)
+			assert.NotEqual(t, 0, get(t, "up-ready-held").rc, "the refused loader's readiness file exists")
+		})
+		t.Run("after release", func(t *testing.T) {
+			release := get(t, "up-release")
+			require.Equal(t, 0, release.rc, "rmmod %s:\n%s", upHolder, release.out)
+			load := get(t, "up-load-released")
+			require.Equal(t, 0, load.rc, "load.sh of %s exit code once %s is removed; its output:\n%s", up.v2.name, upHolder, load.out)
+			before(t, load.out, "kmm: "+upModule+" is loaded at "+have+"; this image has "+want, "kmm: unloading the loaded version first", "load.sh's output")
+			before(t, load.out, "kmm: unloading the loaded version first", "kmm: verified "+upModule+": "+want, "load.sh's output")
+			assert.Contains(t, load.out, "kmm: loaded "+upModule+" (kernel "+h.version+")")
+			assert.Equal(t, up.v2.version, strings.TrimSpace(get(t, "up-version-released").out), "/sys/module/%s/version after the upgrade", upModule)
+			assert.Equal(t, up.v2.srcversion, strings.TrimSpace(get(t, "up-srcversion-released").out), "/sys/module/%s/srcversion after the upgrade", upModule)
+			assert.Equal(t, 0, get(t, "up-ready-released").rc, "load.sh writes $KMM_STATE/loaded (the readiness probe's file)")
+			// The kernel's own account: 1.0 held, released, unloaded, then 2.0 loaded.
+			dmesg := get(t, "up-dmesg").out
+			before(t, dmesg, upModule+": version "+up.v1.version+" loaded", upHolder+": holding "+upModule+" version "+up.v1.version, "dmesg")
+			before(t, dmesg, upHolder+": holding "+upModule+" version "+up.v1.version, upHolder+": released "+upModule, "dmesg")
+			before(t, dmesg, upHolder+": released "+upModule, upModule+": version "+up.v1.version+" unloaded", "dmesg")
+			before(t, dmesg, upModule+": version "+up.v1.version+" unloaded", upModule+": version "+up.v2.version+" loaded", "dmesg")
+		})
+	})
 	if t.Failed() {
 		t.Logf("VM console:\n%s", tail(c.raw, 400))
 	}
@@ -544,9 +605,10 @@ func moduleNameOf(file string) string {
 	return strings.ReplaceAll(base, "-", "_")
 }
 
-// buildInitramfs writes the VM's initramfs: busybox, kmod, the in-tree modules, the image trees,
-// the chart's load.sh and unload.sh, the loader's environment and an /init that runs them.
-func buildInitramfs(t *testing.T, h *host, work string, r *rendered, image string, refusals []refusal, inTree []string, file string) {
+// buildInitramfs writes the VM's initramfs: busybox, kmod, the in-tree modules, the image trees
+// (the upgrade's too, and its holder), the chart's load.sh and unload.sh, the loaders'
+// environments and an /init that runs them.
+func buildInitramfs(t *testing.T, h *host, work string, r *rendered, image string, refusals []refusal, inTree []string, up *upgradeScenario, file string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), stepTimeout)
 	defer cancel()
@@ -581,15 +643,21 @@ func buildInitramfs(t *testing.T, h *host, work string, r *rendered, image strin
 	for _, rf := range refusals {
 		require.NoError(t, fs.tree("/"+rf.name, rf.tree))
 	}
+	for _, b := range []upgradeBuild{up.v1, up.v2} {
+		require.NoError(t, fs.tree("/"+b.name, b.tree))
+	}
+	fs.hostFile(upHolderKo, 0o644, up.holder)
 	fs.text("/kmm/scripts/load.sh", 0o555, r.loadSh)
 	fs.text("/kmm/scripts/unload.sh", 0o555, r.unloadSh)
-	fs.text("/kmm/test/loader.env", 0o644, loaderEnv(r))
+	fs.text("/kmm/test/loader.env", 0o644, loaderEnv(r.loader, r.loaderEnv))
+	fs.text("/kmm/test/upgrade.env", 0o644, loaderEnv(r.upgradeLoader, r.upgradeEnv))
 	fs.text("/kmm/test/run.sh", 0o755, `#!/bin/sh
-# run.sh ROOT STATE SCRIPT: runs the chart's SCRIPT (load.sh or unload.sh) as the loader container
-# does, with the module image's tree at ROOT.
-. /kmm/test/loader.env
-export KMM_ROOT="$1" KMM_STATE="$2"
-exec /bin/sh "$KMM_SCRIPTS/$3"
+# run.sh ENV ROOT STATE SCRIPT: runs the chart's SCRIPT (load.sh or unload.sh) as the loader
+# container whose environment is the file ENV does, with the module image's tree at ROOT.
+# shellcheck source=/dev/null
+. "$1"
+export KMM_ROOT="$2" KMM_STATE="$3"
+exec /bin/sh "$KMM_SCRIPTS/$4"
 `)
 	order := list(r.loaderValue("KMM_LOADING_ORDER"))
 	fs.text("/kmm/test/cleanup.sh", 0o755, fmt.Sprintf(`#!/bin/sh
@@ -606,12 +674,12 @@ exit 0
 	}
 }
 
-// loaderEnv is /kmm/test/loader.env: the loader container's environment as rendered, then what
-// the pod's mounts provide and the VM has elsewhere.
-func loaderEnv(r *rendered) string {
+// loaderEnv is /kmm/test/loader.env (or upgrade.env): the environment of the loader container of
+// DaemonSet daemonSet as rendered, then what the pod's mounts provide and the VM has elsewhere.
+func loaderEnv(daemonSet string, env []envVar) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "# The env of container module-loader of DaemonSet %s, as rendered.\n", r.loader)
-	for _, e := range r.loaderEnv {
+	fmt.Fprintf(&b, "# The env of container module-loader of DaemonSet %s, as rendered.\n", daemonSet)
+	for _, e := range env {
 		fmt.Fprintf(&b, "export %s=%s\n", e.name, shellQuote(e.value))
 	}
 	b.WriteString("# The VM: load and exit; the firmware folder and firmware_class's path are the host's own.\n")
@@ -628,7 +696,8 @@ func loaderEnv(r *rendered) string {
 }
 
 // initScript is the VM's /init: it loads the in-tree modules, runs load.sh and unload.sh on the
-// image, then load.sh on each tree to refuse, printing a report of each step, and powers off.
+// image, then load.sh on each tree to refuse, then the upgrade (upgradeInit), printing a report of
+// each step, and powers off.
 func initScript(r *rendered, refusals []refusal, inTree []string) string {
 	module := r.loaderValue("KMM_MODULE")
 	var b strings.Builder
@@ -650,7 +719,12 @@ run() {
 }
 # script ROOT SCRIPT: the chart's SCRIPT on the image tree at /ROOT, within %[3]d seconds.
 script() {
-	timeout %[3]d /bin/sh /kmm/test/run.sh "/$1" "/kmm/state/$1" "$2"
+	timeout %[3]d /bin/sh /kmm/test/run.sh /kmm/test/loader.env "/$1" "/kmm/state/$1" "$2"
+}
+# upgrade ROOT STATE SCRIPT: the chart's SCRIPT with the upgrade module's loader environment on
+# the image tree at /ROOT, with the state folder /kmm/state/STATE, within %[3]d seconds.
+upgrade() {
+	timeout %[3]d /bin/sh /kmm/test/run.sh /kmm/test/upgrade.env "/$1" "/kmm/state/$2" "$3"
 }
 
 run uname uname -r
@@ -677,6 +751,7 @@ run dmesg-unloaded dmesg -c
 	for _, rf := range refusals {
 		fmt.Fprintf(&b, "run load-%[1]s script %[1]s load.sh\nrun modules-%[1]s cat /proc/modules\nrun dmesg-%[1]s dmesg -c\nrun cleanup-%[1]s /bin/sh /kmm/test/cleanup.sh\n", rf.name)
 	}
+	b.WriteString(upgradeInit())
 	fmt.Fprintf(&b, `echo "%s done"
 sync
 poweroff -f

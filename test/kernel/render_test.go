@@ -35,11 +35,20 @@ type rendered struct {
 	loader, build string
 	// buildEnv is the env of the build Job's kmm-build container.
 	buildEnv map[string]string
+	// upgradeEnv is the env of the module-loader container of the loader DaemonSet of
+	// upgradeModuleName, which mounts the same scripts; upgradeLoader names that DaemonSet.
+	upgradeEnv    []envVar
+	upgradeLoader string
 }
 
 // loaderValue returns the loader env's value of name, or "".
-func (r *rendered) loaderValue(name string) string {
-	for _, e := range r.loaderEnv {
+func (r *rendered) loaderValue(name string) string { return valueOf(r.loaderEnv, name) }
+
+// upgradeValue returns the upgrade module's loader env's value of name, or "".
+func (r *rendered) upgradeValue(name string) string { return valueOf(r.upgradeEnv, name) }
+
+func valueOf(env []envVar, name string) string {
+	for _, e := range env {
 		if e.name == name {
 			return e.value
 		}
@@ -103,13 +112,14 @@ func renderFor(t *testing.T, kernel string) *rendered {
 
 	objs, err := kio.FromBytes(out)
 	require.NoError(t, err)
-	var loaders []appsv1.DaemonSet
+	var loaders, upgradeLoaders []appsv1.DaemonSet
 	var builds []batchv1.Job
 	configMaps := map[string]corev1.ConfigMap{} // namespace/name
 	for _, o := range objs {
 		labels := o.GetLabels()
-		ours := labels[contract.LabelModuleName] == moduleName && labels[contract.LabelModuleNamespace] == moduleNamespace &&
-			o.GetAnnotations()[contract.AnnotationKernel] == kernel
+		forKernel := labels[contract.LabelModuleNamespace] == moduleNamespace && o.GetAnnotations()[contract.AnnotationKernel] == kernel
+		ours := forKernel && labels[contract.LabelModuleName] == moduleName
+		upgrade := forKernel && labels[contract.LabelModuleName] == upgradeModuleName
 		s, err := o.String()
 		require.NoError(t, err)
 		switch {
@@ -121,6 +131,10 @@ func renderFor(t *testing.T, kernel string) *rendered {
 			var ds appsv1.DaemonSet
 			require.NoError(t, sigsyaml.Unmarshal([]byte(s), &ds))
 			loaders = append(loaders, ds)
+		case o.GetKind() == "DaemonSet" && upgrade && labels[contract.LabelRole] == contract.RoleModuleLoader:
+			var ds appsv1.DaemonSet
+			require.NoError(t, sigsyaml.Unmarshal([]byte(s), &ds))
+			upgradeLoaders = append(upgradeLoaders, ds)
 		case o.GetKind() == "Job" && ours && labels[contract.LabelRole] == contract.RoleBuild:
 			var job batchv1.Job
 			require.NoError(t, sigsyaml.Unmarshal([]byte(s), &job))
@@ -152,6 +166,18 @@ func renderFor(t *testing.T, kernel string) *rendered {
 		require.NotEmpty(t, r.buildEnv[name], "Job %s: container %s has no %s", job.Name, contract.ContainerBuild, name)
 	}
 	require.Equal(t, "true", r.buildEnv["KMM_SIGN"], "Job %s signs", job.Name)
+
+	require.Len(t, upgradeLoaders, 1, "kmm-render writes one loader DaemonSet of %s/%s for kernel %s", moduleNamespace, upgradeModuleName, kernel)
+	up := upgradeLoaders[0]
+	r.upgradeLoader = up.Name
+	upLoader := container(t, up.Spec.Template.Spec.Containers, contract.LoaderContainer, "DaemonSet "+up.Name)
+	for _, e := range upLoader.Env {
+		require.Nil(t, e.ValueFrom, "%s env %s uses valueFrom: the VM cannot reproduce it", up.Name, e.Name)
+		r.upgradeEnv = append(r.upgradeEnv, envVar{e.Name, e.Value})
+	}
+	upScripts := scriptsOf(t, upLoader, up.Spec.Template.Spec.Volumes, up.Namespace, configMaps, "load.sh", "DaemonSet "+up.Name)
+	require.Equal(t, r.loadSh, upScripts["load.sh"], "DaemonSets %s and %s mount the same load.sh", ds.Name, up.Name)
+	require.Equal(t, r.unloadSh, upScripts["unload.sh"], "DaemonSets %s and %s mount the same unload.sh", ds.Name, up.Name)
 	return r
 }
 
