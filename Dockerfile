@@ -1,4 +1,5 @@
-# kmm-render's image, which the chart's drift CronJob runs (drift.enabled). No public image is
+# kmm-render's image, which the chart's drift CronJob runs (drift.enabled); it also holds
+# kmm-upgrade, the upgrade controller (upgrade.enabled). No public image is
 # published: build it, push it to your registry, and pin it in drift.image:
 #
 #   docker build --build-arg VERSION=$(git describe --tags --always) -t REGISTRY/kmm-render:TAG .
@@ -11,9 +12,11 @@ WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
-RUN CGO_ENABLED=0 go build -trimpath -ldflags "-X kmm.dev/kmm/pkg/version.Version=${VERSION}" -o /out/kmm-render ./cmd/kmm-render
+RUN CGO_ENABLED=0 go build -trimpath -ldflags "-X kmm.dev/kmm/pkg/version.Version=${VERSION}" -o /out/ ./cmd/kmm-render ./cmd/kmm-upgrade
 
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/kmm-render /kmm-render
+# The upgrade controller (upgrade.enabled), run as the Deployment's command.
+COPY --from=build /out/kmm-upgrade /kmm-upgrade
 USER 65532:65532
 ENTRYPOINT ["/kmm-render"]

@@ -80,6 +80,7 @@ var ownProperties = `{
   "via": {"enum": ["helm", "operator"],
     "description": "helm (default): loader DaemonSets rendered by this chart and kmm-render. operator: a KMM Module for the KMM controller."},
   "loader": {"$ref": "#/properties/loader", "description": "Per-module overrides of the top-level loader defaults (via: helm)."},
+  "upgrade": {"$ref": "#/properties/upgrade/properties/policy", "description": "Per-module overrides of upgrade.policy (via: helm)."},
   "allowCOS": {"type": "boolean",
     "description": "Load on Container-Optimized OS CPU/TPU nodes too (via: helm); their LoadPin refuses out-of-tree modules unless it is off."},
   "allowEKSAutoMode": {"type": "boolean",
@@ -130,7 +131,7 @@ const moduleRules = `[
       }
     }}}}}},
   {"if": {"required": ["via"], "properties": {"via": {"const": "operator"}}},
-   "then": {"not": {"anyOf": [{"required": ["builder"]}, {"required": ["allowCOS"]}, {"required": ["allowEKSAutoMode"]}]},
+   "then": {"not": {"anyOf": [{"required": ["builder"]}, {"required": ["allowCOS"]}, {"required": ["allowEKSAutoMode"]}, {"required": ["upgrade"]}]},
      "properties": {"moduleLoader": {"properties": {"container": {"properties": {"kernelMappings": {
      "items": {"required": ["containerImage"]}}}}}}}}},
   {"if": {"not": {"required": ["via"], "properties": {"via": {"const": "operator"}}}},
@@ -138,8 +139,8 @@ const moduleRules = `[
      "required": ["moduleLoader"],
      "properties": {"moduleLoader": {"properties": {"container": {
        "required": ["kernelMappings"],
-       "not": {"required": ["version"]},
-       "properties": {"kernelMappings": {"minItems": 1}}
+       "properties": {"kernelMappings": {"minItems": 1},
+         "version": {"maxLength": 63, "pattern": "^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$"}}
      }}}}
    }}
 ]`

@@ -275,6 +275,7 @@ func TestTemplateExpand(t *testing.T) {
 			assert.Equal(t, "busybox:1.36", ds.Spec.Template.Spec.Containers[0].Image, "other containers untouched")
 			assert.Equal(t, "module-loader", ds.Spec.Template.Spec.Containers[1].Name)
 			assert.Equal(t, tt.image, ds.Spec.Template.Spec.Containers[1].Image)
+			assert.Equal(t, tt.image, ds.Spec.Template.Annotations["render.kmm.dev/module-version"], "no version: the image is the version")
 			assert.Equal(t, []string{"sleep", "infinity"}, ds.Spec.Template.Spec.Containers[1].Command, "the template's command kept")
 			assert.Equal(t, env("KMM_KERNEL", tt.kernel, "KMM_DIR_NAME", "/opt", "KMM_MODULE", "kmm_ci_a", "KMM_PARAMETERS", "debug=1"),
 				ds.Spec.Template.Spec.Containers[1].Env)
@@ -340,4 +341,18 @@ spec:
 	assert.Equal(t, "kmm-demo", ds.Spec.Template.Labels[contract.LabelModuleNamespace])
 	assert.Equal(t, map[string]string{"kubernetes.io/os": "linux", "pool": "gpu", kl: "5.15.0-105-generic"}, ds.Spec.Template.Spec.NodeSelector)
 	assert.Equal(t, "r/kmm-ci-a:5.15.0-105-generic", ds.Spec.Template.Spec.Containers[0].Image)
+}
+
+// A module's version, when it sets one, is what its loader pods say they load.
+func TestTemplateExpandVersion(t *testing.T) {
+	tpl := parseTemplate(t, templateYAML("DaemonSet", goodAnnotations, goodContainers))
+	tpl.Module.Container().Version = "2.1.0"
+	p, err := NewPlan(tpl.Module, expandNodes(), kl)
+	require.NoError(t, err)
+	out, err := tpl.Expand(p, ExpandOptions{KernelLabel: kl})
+	require.NoError(t, err)
+	require.Len(t, out, 2)
+	for _, o := range out {
+		assert.Equal(t, "2.1.0", decodeDS(t, o).Spec.Template.Annotations["render.kmm.dev/module-version"])
+	}
 }

@@ -155,10 +155,11 @@ func (t *Template) expandLoader(tg Target, o ExpandOptions) (*yaml.RNode, error)
 	if err := c.PipeE(yaml.SetField("image", yaml.NewStringRNode(image))); err != nil {
 		return nil, fmt.Errorf("setting the image: %w", err)
 	}
-	// What the pods load, for the upgrade controller's node labels and `kmm-render status`.
+	// What the pods load, for the upgrade controller's node labels and `kmm-render status`: the
+	// module's version, else the kernel's image (for node builds, the image the build names).
 	version := m.Container().Version
 	if version == "" {
-		version = image
+		version = tg.Image
 	}
 	if err := setStrings(ds, []string{"spec", "template", "metadata", "annotations"}, map[string]string{contract.AnnotationModuleVersion: version}, false); err != nil {
 		return nil, fmt.Errorf("setting the module version annotation: %w", err)

@@ -22,7 +22,8 @@ import (
 	"kmm.dev/kmm/pkg/contract"
 )
 
-// Event reasons the controller records on Nodes (in the module's namespace).
+// Event reasons the controller records on Nodes. The API server keeps the Events of
+// cluster-scoped objects in namespace "default", where the kubelet records its own.
 const (
 	ReasonLoaded          = "ModuleLoaded"
 	ReasonUnloaded        = "ModuleUnloaded"
@@ -186,7 +187,7 @@ func (c *Controller) event(ctx context.Context, m ModuleConfig, n *corev1.Node, 
 		msg = msg[:1021] + "..."
 	}
 	ev := &corev1.Event{
-		ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("%s.%x.%d", n.Name, now.UnixNano(), c.seq), Namespace: m.Namespace},
+		ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("%s.%x.%d", n.Name, now.UnixNano(), c.seq), Namespace: metav1.NamespaceDefault},
 		InvolvedObject: corev1.ObjectReference{
 			Kind: "Node", APIVersion: "v1", Name: n.Name, UID: n.UID,
 		},
@@ -195,7 +196,7 @@ func (c *Controller) event(ctx context.Context, m ModuleConfig, n *corev1.Node, 
 		FirstTimestamp: now, LastTimestamp: now, Count: 1,
 		ReportingController: "kmm.dev/" + Component, ReportingInstance: Component,
 	}
-	if _, err := c.o.Client.CoreV1().Events(m.Namespace).Create(ctx, ev, metav1.CreateOptions{}); err != nil {
+	if _, err := c.o.Client.CoreV1().Events(metav1.NamespaceDefault).Create(ctx, ev, metav1.CreateOptions{}); err != nil {
 		c.logf("recording event %s on node %s: %v", reason, n.Name, err)
 	}
 	c.logf("%s %s: %s: %s", m.ID(), n.Name, reason, msg)

@@ -191,7 +191,7 @@ func (w *world) remove(name string) {
 // events is "Reason node: message" of every Event recorded, in order.
 func (w *world) events() []string {
 	w.t.Helper()
-	l, err := w.client.CoreV1().Events(ns).List(context.Background(), metav1.ListOptions{})
+	l, err := w.client.CoreV1().Events("default").List(context.Background(), metav1.ListOptions{})
 	require.NoError(w.t, err)
 	// Names end in the controller's sequence number: recording order.
 	seq := func(e corev1.Event) int {

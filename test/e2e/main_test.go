@@ -15,10 +15,11 @@ import (
 
 // Shared by every test of the package: one control plane, one kmm-render build.
 var (
-	repo      string                // repository root
-	kc        *localcluster.Cluster // the local cluster
-	kmmRender string                // freshly built kmm-render
-	chartDir  string                // charts/kmm
+	repo       string                // repository root
+	kc         *localcluster.Cluster // the local cluster
+	kmmRender  string                // freshly built kmm-render
+	kmmUpgrade string                // and kmm-upgrade, the upgrade controller
+	chartDir   string                // charts/kmm
 )
 
 // TestMain builds kmm-render and its Helm 4 plugin, starts the local control plane once for the
@@ -75,10 +76,14 @@ func run(m *testing.M) int {
 	t0 := time.Now()
 	tmp := filepath.Join(c.WorkDir, "e2e")
 	kmmRender = filepath.Join(tmp, "kmm-render")
-	build := exec.CommandContext(ctx, "go", "build", "-o", kmmRender, "./cmd/kmm-render")
+	kmmUpgrade = filepath.Join(tmp, "kmm-upgrade")
+	if err := os.MkdirAll(tmp, 0o755); err != nil {
+		return fail("%v", err)
+	}
+	build := exec.CommandContext(ctx, "go", "build", "-o", tmp+string(filepath.Separator), "./cmd/kmm-render", "./cmd/kmm-upgrade")
 	build.Dir = repo
 	if out, err := build.CombinedOutput(); err != nil {
-		return fail("go build ./cmd/kmm-render: %v\n%s", err, out)
+		return fail("go build ./cmd/kmm-render ./cmd/kmm-upgrade: %v\n%s", err, out)
 	}
 	manifest, err := localcluster.PluginManifest(repo)
 	if err != nil {
@@ -88,7 +93,7 @@ func run(m *testing.M) int {
 	if err := localcluster.WritePlugin(pluginDir, kmmRender, manifest); err != nil {
 		return fail("laying out the Helm 4 plugin: %v", err)
 	}
-	fmt.Fprintf(os.Stderr, "e2e: built kmm-render (%.1fs)\n", time.Since(t0).Seconds())
+	fmt.Fprintf(os.Stderr, "e2e: built kmm-render and kmm-upgrade (%.1fs)\n", time.Since(t0).Seconds())
 	if err := c.InstallPlugin(ctx, pluginDir); err != nil {
 		return fail("installing the Helm 4 plugin: %v", err)
 	}

@@ -462,3 +462,42 @@ volumeMounts:
   {{- toYaml . | nindent 2 }}
   {{- end }}
 {{- end }}
+
+{{/* ---- The upgrade controller (upgrade.enabled) ---- */}}
+
+{{/*
+The upgrade controller's configuration (pkg/upgrade.Config) as JSON: every helm-managed module
+with upgrade.policy merged under its own `upgrade:`.
+*/}}
+{{- define "kmm.upgrade.config" -}}
+{{- $mods := list }}
+{{- range $m := .Values.modules }}
+{{- if ne (default "helm" $m.via) "operator" }}
+{{- $policy := mergeOverwrite (deepCopy $.Values.upgrade.policy) (deepCopy (default dict $m.upgrade)) }}
+{{- $mods = append $mods (dict "namespace" (include "kmm.module.namespace" (list $ $m)) "name" $m.name "devicePlugin" (not (empty $m.devicePlugin)) "policy" $policy) }}
+{{- end }}
+{{- end }}
+{{- dict "modules" $mods | toPrettyJson }}
+{{- end }}
+
+{{/*
+The namespaces whose pods the upgrade controller evicts (each module's drain.namespaces, else
+the module's namespace), sorted, as JSON; and those where it also deletes them (drain.force).
+Call with (list $ "evict") or (list $ "force").
+*/}}
+{{- define "kmm.upgrade.drainNamespaces" -}}
+{{- $root := index . 0 }}{{- $what := index . 1 }}
+{{- $out := dict }}
+{{- range $m := $root.Values.modules }}
+{{- if ne (default "helm" $m.via) "operator" }}
+{{- $policy := mergeOverwrite (deepCopy $root.Values.upgrade.policy) (deepCopy (default dict $m.upgrade)) }}
+{{- $drain := default dict $policy.drain }}
+{{- if and $drain.podSelector (or (eq $what "evict") $drain.force) }}
+{{- range (default (list (include "kmm.module.namespace" (list $root $m))) $drain.namespaces) }}
+{{- $_ := set $out . true }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- keys $out | sortAlpha | toJson }}
+{{- end }}
