@@ -71,6 +71,7 @@ type LoaderOverrides struct {
 	PodAnnotations                map[string]string            `json:"podAnnotations,omitempty"`
 	FirmwareHostPath              string                       `json:"firmwareHostPath,omitempty"`
 	UnloadOnStop                  *bool                        `json:"unloadOnStop,omitempty"`
+	UnloadWaitSeconds             *int64                       `json:"unloadWaitSeconds,omitempty"`
 	VerifyVersion                 *bool                        `json:"verifyVersion,omitempty"`
 	ToolsImage                    *ImageRef                    `json:"toolsImage,omitempty"`
 }

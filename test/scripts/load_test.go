@@ -355,8 +355,9 @@ func TestLoad(t *testing.T) {
 			assert.Equal(t, "NEWB0000000000000000000\n", s.read("sys/module/b/srcversion"))
 		},
 	}, tc{
-		name: "version: an old version held by a consumer fails naming both versions and the holders",
-		env:  withEnv(verifyEnv, "FAKE_MODPROBE_FAIL", "a"),
+		name: "version: an old version held by a consumer fails naming both versions and the holders, without waiting",
+		// KMM_UNLOAD_WAIT is for this pod's stop: the pod restarts until the users are gone.
+		env: withEnv(verifyEnv, "FAKE_MODPROBE_FAIL", "a", "KMM_UNLOAD_WAIT", "30", "FAKE_SLEEP_MODULE", "a"),
 		setup: func(s *sandbox) {
 			image(s)
 			inKernel(s, "a", "OLDA0000000000000000000", "1.0.0")
@@ -373,7 +374,7 @@ func TestLoad(t *testing.T) {
 			"kmm: a is loaded at srcversion OLDA0000000000000000000, version 1.0.0 but this loader's image has " +
 				"srcversion NEWA0000000000000000000, version 2.0.0, and it cannot be unloaded: held by modules [gpu_consumer], refcnt 2",
 		},
-		notOut: []string{"kmm: loaded a", "b is loaded at"},
+		notOut: []string{"kmm: loaded a", "b is loaded at", "waiting up to"},
 		check: func(t *testing.T, s *sandbox) {
 			notLoaded(t, s)
 			assert.Equal(t, "OLDA0000000000000000000\n", s.read("sys/module/a/srcversion"), "the old a stays")
@@ -793,8 +794,11 @@ func TestLoadStop(t *testing.T) {
 }
 
 // withEnv returns a copy of env with name set to value.
-func withEnv(env map[string]string, name, value string) map[string]string {
+// withEnv is env with more name, value pairs.
+func withEnv(env map[string]string, kv ...string) map[string]string {
 	out := maps.Clone(env)
-	out[name] = value
+	for i := 0; i+1 < len(kv); i += 2 {
+		out[kv[i]] = kv[i+1]
+	}
 	return out
 }

@@ -13,7 +13,7 @@
 #   KMM_LOAD_ARGS            list: modprobe.args.load, given before the module name
 #   KMM_UNLOAD_ARGS          list: modprobe.args.unload (used by unload.sh)
 #   KMM_UNLOAD_WAIT          seconds unload.sh waits for the module's users to release it
-#                            (used by unload.sh, also when it unloads a different version first)
+#                            when this pod stops (not when it unloads a different version first)
 #   KMM_RAW                  "true" when rawArgs are used
 #   KMM_RAW_LOAD             list: modprobe.rawArgs.load, the whole modprobe argument list
 #   KMM_RAW_UNLOAD           list: modprobe.rawArgs.unload (used by unload.sh)
@@ -299,7 +299,9 @@ if [ "$verify" = true ]; then
 	done
 	if [ -n "$stale" ]; then
 		log "unloading the loaded version first"
-		if ! sh "$KMM_SCRIPTS/unload.sh"; then
+		# No wait for the old version's users: this pod restarts (and checks again) until they
+		# are gone, and the upgrade controller evicted them before it deleted the old pod.
+		if ! KMM_UNLOAD_WAIT=0 sh "$KMM_SCRIPTS/unload.sh"; then
 			why=
 			for m in $stale; do
 				same_version "$m" || :
