@@ -17,10 +17,11 @@ import (
 
 // States `kmm-render status` shows besides the controller's (which it shows as they are).
 const (
-	StateCurrent  = "current"  // the loader is of the newest revision, no upgrade recorded
-	StateOutdated = "outdated" // an older revision, and no upgrade controller has seen it yet
-	StateSkipped  = "skipped"  // an older revision on a node with a skip label
-	StateNoLoader = "no-loader"
+	StateCurrent   = "current"  // the loader is of the newest revision, no upgrade recorded
+	StateOutdated  = "outdated" // an older revision, and no upgrade controller has seen it yet
+	StateSkipped   = "skipped"  // an older revision on a node with a skip label
+	StateNoLoader  = "no-loader"
+	StateUnloading = "unloading" // its only loader pod is being deleted
 )
 
 // Report is `kmm-render status -o json`.
@@ -44,8 +45,8 @@ type NodeStatus struct {
 	Wanted string `json:"wanted"`
 	Loaded string `json:"loaded"`
 	Ready  bool   `json:"ready"`
-	// State is the upgrade state label, else StateCurrent, StateOutdated, StateSkipped or
-	// StateNoLoader.
+	// State is the upgrade state label, else StateCurrent, StateOutdated, StateSkipped,
+	// StateUnloading or StateNoLoader.
 	State        string `json:"state"`
 	DevicePlugin string `json:"devicePlugin,omitempty"` // ready, starting, paused or "" (none)
 	Cordoned     bool   `json:"cordoned"`
@@ -105,6 +106,8 @@ func nodeStatus(ns, name string, v *ModuleView, nv *NodeView) NodeStatus {
 	}
 	s.State = n.Labels[contract.ModuleNodeLabel(ns, name, contract.SuffixUpgradeState)]
 	switch {
+	case loader == nil && s.State == "" && nv.Terminating():
+		s.State = StateUnloading
 	case loader == nil && s.State == "":
 		s.State = StateNoLoader
 	case s.State != "" && s.State != contract.UpgradeDone && s.State != contract.UpgradeRequired:
