@@ -548,3 +548,58 @@ func TestConfig(t *testing.T) {
 		})
 	}
 }
+
+// Every API call the controller makes is one the chart's RBAC for it grants
+// (templates/upgrade/rbac.yaml, leases aside: cmd/kmm-upgrade's leader election), and every
+// grant is used: an upgrade with a forced drain goes through all of them.
+func TestCallsMatchTheChartsRBAC(t *testing.T) {
+	consumer := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "burn", Namespace: "ml", Labels: map[string]string{"app": "burn"},
+		DeletionTimestamp: ptr.To(metav1.NewTime(t0)), Finalizers: []string{"hold"}}, Spec: corev1.PodSpec{NodeName: "a"}}
+	objs := append(loaderDS("gpu-loader-k1", "v2", "new", 2), node("a", nil), loader("l-a", "a", "gpu-loader-k1", "old1", "v1", true),
+		plugin("dp-a", "a", true), consumer,
+		&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "burn-2", Namespace: "ml", Labels: map[string]string{"app": "burn"}}, Spec: corev1.PodSpec{NodeName: "a"}})
+	w := newWorld(t, gpu(module.UpgradePolicy{Drain: &module.DrainPolicy{PodSelector: "app=burn", Namespaces: []string{"ml"}, Timeout: "1m", Force: true}}), objs...)
+	w.pass()
+	w.remove("dp-a")
+	w.now = t0.Add(2 * time.Minute)
+	w.pass()
+	w.pass()
+	w.create(loader("l-a2", "a", "gpu-loader-k1", "new", "v2", true))
+	w.create(plugin("dp-a2", "a", true))
+	w.pass()
+	w.pass()
+	require.Equal(t, "upgrade-done", w.state("a"))
+
+	// The chart's rules, as "namespace verb resource" ("*": every module or drain namespace).
+	granted := map[string]bool{
+		"- list nodes": true, "- patch nodes": true,
+		"kmm-demo list daemonsets": true, "kmm-demo list controllerrevisions": true,
+		"kmm-demo list pods": true, "kmm-demo delete pods": true,
+		"ml list pods": true, "ml create pods/eviction": true, "ml delete pods": true,
+		"default create events": true,
+	}
+	used := map[string]bool{}
+	for _, a := range w.client.Actions() {
+		res := a.GetResource().Resource
+		if a.GetSubresource() != "" {
+			res += "/" + a.GetSubresource()
+		}
+		ns := a.GetNamespace()
+		if ns == "" {
+			ns = "-"
+		}
+		k := ns + " " + a.GetVerb() + " " + res
+		if a.GetVerb() == "get" && res == "nodes" || a.GetVerb() == "create" && res == "pods" && ns == "kmm-demo" || a.GetVerb() == "delete" && ns == "kmm-demo" && strings.HasPrefix(a.(k8stesting.DeleteAction).GetName(), "dp-a") {
+			continue // the test's own calls
+		}
+		if !granted[k] {
+			t.Errorf("the controller calls %q, which its RBAC does not grant", k)
+		}
+		used[k] = true
+	}
+	for k := range granted {
+		if !used[k] {
+			t.Errorf("the RBAC grants %q, which the controller never used", k)
+		}
+	}
+}
