@@ -50,12 +50,16 @@ help: ## List the targets.
 ##@ Build
 
 .PHONY: build
-build: $(BIN)/kmm-render ## Build bin/kmm-render.
+build: $(BIN)/kmm-render $(BIN)/kmm-upgrade ## Build bin/kmm-render and bin/kmm-upgrade (the upgrade controller).
 
-.PHONY: $(BIN)/kmm-render
+.PHONY: $(BIN)/kmm-render $(BIN)/kmm-upgrade
 $(BIN)/kmm-render:
 	@mkdir -p $(BIN)
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $@ ./cmd/kmm-render
+
+$(BIN)/kmm-upgrade:
+	@mkdir -p $(BIN)
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $@ ./cmd/kmm-upgrade
 
 .PHONY: plugin
 plugin: build ## Lay out the Helm 4 post-renderer plugin in bin/plugin/kmm-render.
