@@ -20,9 +20,11 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -606,8 +608,9 @@ func moduleNameOf(file string) string {
 }
 
 // buildInitramfs writes the VM's initramfs: busybox, kmod, the in-tree modules, the image trees
-// (the upgrade's too, and its holder), the chart's load.sh and unload.sh, the loaders'
-// environments and an /init that runs them.
+// (the upgrade's too, and its holder), the chart's scripts as the loader mounts them (load.sh,
+// unload.sh and the common.sh they source), the loaders' environments and an /init that runs
+// them.
 func buildInitramfs(t *testing.T, h *host, work string, r *rendered, image string, refusals []refusal, inTree []string, up *upgradeScenario, file string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), stepTimeout)
@@ -647,8 +650,10 @@ func buildInitramfs(t *testing.T, h *host, work string, r *rendered, image strin
 		require.NoError(t, fs.tree("/"+b.name, b.tree))
 	}
 	fs.hostFile(upHolderKo, 0o644, up.holder)
-	fs.text("/kmm/scripts/load.sh", 0o555, r.loadSh)
-	fs.text("/kmm/scripts/unload.sh", 0o555, r.unloadSh)
+	// Every file of the loader's scripts ConfigMap, as its mount at /kmm/scripts (mode 0555).
+	for _, name := range slices.Sorted(maps.Keys(r.loaderScripts)) {
+		fs.text("/kmm/scripts/"+name, 0o555, r.loaderScripts[name])
+	}
 	fs.text("/kmm/test/loader.env", 0o644, loaderEnv(r.loader, r.loaderEnv))
 	fs.text("/kmm/test/upgrade.env", 0o644, loaderEnv(r.upgradeLoader, r.upgradeEnv))
 	fs.text("/kmm/test/run.sh", 0o755, `#!/bin/sh

@@ -29,6 +29,9 @@ type rendered struct {
 	// The chart's scripts, from the ConfigMap the loader (load.sh, unload.sh) and the build Job
 	// (sign.sh) mount.
 	loadSh, unloadSh, signSh string
+	// loaderScripts is the whole ConfigMap the loader mounts at its scripts folder, file name to
+	// content: load.sh and unload.sh source common.sh from it, so the VM gets all of it.
+	loaderScripts map[string]string
 	// loaderEnv is the env of the loader DaemonSet's module-loader container, in order.
 	loaderEnv []envVar
 	// loader and build name the DaemonSet and the Job, for messages.
@@ -152,7 +155,8 @@ func renderFor(t *testing.T, kernel string) *rendered {
 		r.loaderEnv = append(r.loaderEnv, envVar{e.Name, e.Value})
 	}
 	scripts := scriptsOf(t, loader, ds.Spec.Template.Spec.Volumes, ds.Namespace, configMaps, "load.sh", "DaemonSet "+ds.Name)
-	r.loadSh, r.unloadSh = scripts["load.sh"], scripts["unload.sh"]
+	r.loadSh, r.unloadSh, r.loaderScripts = scripts["load.sh"], scripts["unload.sh"], scripts
+	require.True(t, strings.HasPrefix(scripts["common.sh"], "#!/bin/sh\n"), "DaemonSet %s mounts common.sh, which load.sh and unload.sh source", ds.Name)
 
 	builder := container(t, job.Spec.Template.Spec.Containers, contract.ContainerBuild, "Job "+job.Name)
 	for _, e := range builder.Env {
@@ -178,6 +182,7 @@ func renderFor(t *testing.T, kernel string) *rendered {
 	upScripts := scriptsOf(t, upLoader, up.Spec.Template.Spec.Volumes, up.Namespace, configMaps, "load.sh", "DaemonSet "+up.Name)
 	require.Equal(t, r.loadSh, upScripts["load.sh"], "DaemonSets %s and %s mount the same load.sh", ds.Name, up.Name)
 	require.Equal(t, r.unloadSh, upScripts["unload.sh"], "DaemonSets %s and %s mount the same unload.sh", ds.Name, up.Name)
+	require.Equal(t, r.loaderScripts, upScripts, "DaemonSets %s and %s mount the same scripts", ds.Name, up.Name)
 	return r
 }
 

@@ -39,7 +39,7 @@ func TestScriptHeaders(t *testing.T) {
 	t.Parallel()
 	want := map[string]bool{
 		"load.sh": true, "unload.sh": true, "wait-module.sh": true,
-		"image-exists.sh": true, "build.sh": true, "sign.sh": true,
+		"image-exists.sh": true, "build.sh": true, "sign.sh": true, "common.sh": true,
 	}
 	for _, f := range scripts(t) {
 		data, err := os.ReadFile(f)

@@ -217,6 +217,12 @@ func (s *sandbox) start(script string, env map[string]string) *proc {
 	s.t.Helper()
 	abs, err := filepath.Abs(filepath.Join(filesDir, script))
 	require.NoError(s.t, err)
+	return s.startFile(abs, env)
+}
+
+// startFile is start of the script at the absolute path abs, which need not be in filesDir.
+func (s *sandbox) startFile(abs string, env map[string]string) *proc {
+	s.t.Helper()
 	outPath := s.path(fmt.Sprintf("output-%d", s.n.Add(1)))
 	out, err := os.Create(outPath)
 	require.NoError(s.t, err)

@@ -31,7 +31,8 @@
 #   KMM_STATE                state folder (default /kmm/state); "loaded" is created there
 #   KMM_UNLOAD_ON_STOP       "false" keeps the module loaded on SIGTERM/SIGINT (default true)
 #   KMM_ONESHOT              "true": exit 0 once loaded instead of waiting
-#   KMM_SCRIPTS              folder holding unload.sh (default: the folder of this script)
+#   KMM_SCRIPTS              folder holding common.sh (sourced: log, err, die, termination,
+#                            sysfs_name) and unload.sh (default: the folder of this script)
 #   KMM_VERIFY_VERSION       "true": check that the module and each loading-order dependency in
 #                            the kernel is the image's (srcversion, else version, of modinfo of
 #                            the image's file against /sys/module/<name>); a different one loaded
@@ -41,14 +42,6 @@
 #                            4096 bytes, for the pod status (default /dev/termination-log, the
 #                            container's terminationMessagePath); skipped when it cannot be written
 set -eu
-
-log() { printf 'kmm: %s\n' "$*"; }
-err() { printf 'kmm: %s\n' "$*" >&2; }
-die() {
-	err "$@"
-	termination "$*"
-	exit 1
-}
 
 KMM_KERNEL=${KMM_KERNEL:-}
 KMM_ROOT=${KMM_ROOT:-}
@@ -76,57 +69,13 @@ case $0 in
 esac
 KMM_SCRIPTS=${KMM_SCRIPTS:-$default_scripts}
 
-# termination MESSAGE: writes MESSAGE, its newlines made blanks and cut to its first 4096 bytes
-# (what the kubelet reads), as the container's termination message. A file that cannot be
-# written is skipped: this never fails.
-termination() {
-	(
-		LC_ALL=C
-		export LC_ALL
-		nl='
-'
-		rest=$*
-		msg=
-		while :; do
-			case $rest in
-			*"$nl"*)
-				msg="$msg${rest%%"$nl"*} "
-				rest=${rest#*"$nl"}
-				;;
-			*)
-				msg=$msg$rest
-				break
-				;;
-			esac
-		done
-		if [ "${#msg}" -gt 4096 ]; then
-			bytes='?'
-			while [ "${#bytes}" -lt 4096 ]; do bytes=$bytes$bytes; done
-			# shellcheck disable=SC2295 # $bytes is meant as a pattern: any 4096 bytes
-			msg=${msg%"${msg#$bytes}"}
-		fi
-		printf '%s' "$msg" >"$KMM_TERMINATION_LOG"
-	) 2>/dev/null || :
-}
-
-# sysfs_name NAME: sets sysfs to the /sys/module entry of NAME (the kernel
-# uses _ for -).
-sysfs_name() {
-	rest=$1
-	sysfs=
-	while :; do
-		case $rest in
-		*-*)
-			sysfs=$sysfs${rest%%-*}_
-			rest=${rest#*-}
-			;;
-		*)
-			sysfs=$sysfs$rest
-			break
-			;;
-		esac
-	done
-}
+# log, err, die, termination, sysfs_name.
+if [ ! -r "$KMM_SCRIPTS/common.sh" ]; then
+	printf 'kmm: %s\n' "$KMM_SCRIPTS/common.sh is missing: it ships with this script (set KMM_SCRIPTS to their folder)" >&2
+	exit 1
+fi
+# shellcheck source-path=SCRIPTDIR source=common.sh
+. "$KMM_SCRIPTS/common.sh"
 
 # trim TEXT: TEXT without leading and trailing blanks.
 trim() {

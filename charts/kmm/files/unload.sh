@@ -24,15 +24,9 @@
 #   KMM_TERMINATION_LOG  file that receives the failure message, on one line and cut to 4096
 #                        bytes, for the pod status (default /dev/termination-log, the
 #                        container's terminationMessagePath); skipped when it cannot be written
+#   KMM_SCRIPTS          folder holding common.sh, which is sourced (log, err, die, termination,
+#                        sysfs_name) (default: the folder of this script)
 set -eu
-
-log() { printf 'kmm: %s\n' "$*"; }
-err() { printf 'kmm: %s\n' "$*" >&2; }
-die() {
-	err "$@"
-	termination "$*"
-	exit 1
-}
 
 KMM_ROOT=${KMM_ROOT:-}
 KMM_DIR_NAME=${KMM_DIR_NAME:-/opt}
@@ -45,57 +39,19 @@ KMM_STATE=${KMM_STATE:-/kmm/state}
 KMM_SYS_MODULE=${KMM_SYS_MODULE:-/sys/module}
 KMM_UNLOAD_WAIT=${KMM_UNLOAD_WAIT:-0}
 KMM_TERMINATION_LOG=${KMM_TERMINATION_LOG:-/dev/termination-log}
+case $0 in
+*/*) default_scripts=${0%/*} ;;
+*) default_scripts=. ;;
+esac
+KMM_SCRIPTS=${KMM_SCRIPTS:-$default_scripts}
 
-# termination MESSAGE: writes MESSAGE, its newlines made blanks and cut to its first 4096 bytes
-# (what the kubelet reads), as the container's termination message. A file that cannot be
-# written is skipped: this never fails.
-termination() {
-	(
-		LC_ALL=C
-		export LC_ALL
-		nl='
-'
-		rest=$*
-		msg=
-		while :; do
-			case $rest in
-			*"$nl"*)
-				msg="$msg${rest%%"$nl"*} "
-				rest=${rest#*"$nl"}
-				;;
-			*)
-				msg=$msg$rest
-				break
-				;;
-			esac
-		done
-		if [ "${#msg}" -gt 4096 ]; then
-			bytes='?'
-			while [ "${#bytes}" -lt 4096 ]; do bytes=$bytes$bytes; done
-			# shellcheck disable=SC2295 # $bytes is meant as a pattern: any 4096 bytes
-			msg=${msg%"${msg#$bytes}"}
-		fi
-		printf '%s' "$msg" >"$KMM_TERMINATION_LOG"
-	) 2>/dev/null || :
-}
-
-# sysfs_name NAME: sets sysfs to the /sys/module entry of NAME (the kernel uses _ for -).
-sysfs_name() {
-	rest=$1
-	sysfs=
-	while :; do
-		case $rest in
-		*-*)
-			sysfs=$sysfs${rest%%-*}_
-			rest=${rest#*-}
-			;;
-		*)
-			sysfs=$sysfs$rest
-			break
-			;;
-		esac
-	done
-}
+# log, err, die, termination, sysfs_name.
+if [ ! -r "$KMM_SCRIPTS/common.sh" ]; then
+	printf 'kmm: %s\n' "$KMM_SCRIPTS/common.sh is missing: it ships with this script (set KMM_SCRIPTS to their folder)" >&2
+	exit 1
+fi
+# shellcheck source-path=SCRIPTDIR source=common.sh
+. "$KMM_SCRIPTS/common.sh"
 
 # in_use: whether the module of $sysfs is in use: its refcnt is above 0 or its holders folder is
 # not empty. Sets refcnt (a number, or "unknown") and holders (the holders' names).
