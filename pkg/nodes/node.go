@@ -14,25 +14,29 @@ import (
 
 // Node is what kmm needs to know of one cluster node.
 type Node struct {
-	Name         string
-	Kernel       string // status.nodeInfo.kernelVersion, raw
-	OSImage      string
-	Architecture string
-	Labels       map[string]string
-	Taints       []corev1.Taint
-	ProviderID   string
+	Name    string
+	Kernel  string // status.nodeInfo.kernelVersion, raw
+	OSImage string
+	// OperatingSystem is status.nodeInfo.operatingSystem ("linux", "windows"), as the kubelet
+	// reports it.
+	OperatingSystem string
+	Architecture    string
+	Labels          map[string]string
+	Taints          []corev1.Taint
+	ProviderID      string
 }
 
 // FromCoreV1 keeps the parts of a Node object kmm uses.
 func FromCoreV1(n *corev1.Node) Node {
 	return Node{
-		Name:         n.Name,
-		Kernel:       n.Status.NodeInfo.KernelVersion,
-		OSImage:      n.Status.NodeInfo.OSImage,
-		Architecture: n.Status.NodeInfo.Architecture,
-		Labels:       n.Labels,
-		Taints:       n.Spec.Taints,
-		ProviderID:   n.Spec.ProviderID,
+		Name:            n.Name,
+		Kernel:          n.Status.NodeInfo.KernelVersion,
+		OSImage:         n.Status.NodeInfo.OSImage,
+		OperatingSystem: n.Status.NodeInfo.OperatingSystem,
+		Architecture:    n.Status.NodeInfo.Architecture,
+		Labels:          n.Labels,
+		Taints:          n.Spec.Taints,
+		ProviderID:      n.Spec.ProviderID,
 	}
 }
 

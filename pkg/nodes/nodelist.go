@@ -100,6 +100,7 @@ const (
 	statusNodeInfo         protowire.Number = 7 // NodeStatus
 	infoKernelVersion      protowire.Number = 4 // NodeSystemInfo
 	infoOSImage            protowire.Number = 5
+	infoOperatingSystem    protowire.Number = 9
 	infoArchitecture       protowire.Number = 10
 )
 
@@ -438,7 +439,7 @@ func (s *pbStream) skip(typ protowire.Type) error {
 
 // pbNode reads a v1 Node's fields that Node keeps into n, as FromCoreV1 would from the
 // typed object: metadata.name and labels, spec.providerID and taints, and status.nodeInfo's
-// kernelVersion, osImage and architecture. Should a field repeat, the last value wins and
+// kernelVersion, osImage, operatingSystem and architecture. Should a field repeat, the last value wins and
 // messages merge, as protobuf decoders do.
 func pbNode(b []byte, n *Node, in interner) error {
 	return pbFields(b, func(num protowire.Number, typ protowire.Type, _ uint64, data []byte) error {
@@ -522,6 +523,8 @@ func pbNodeStatus(b []byte, n *Node, in interner) error {
 				dst = &n.Kernel
 			case infoOSImage:
 				dst = &n.OSImage
+			case infoOperatingSystem:
+				dst = &n.OperatingSystem
 			case infoArchitecture:
 				dst = &n.Architecture
 			default:

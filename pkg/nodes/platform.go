@@ -272,3 +272,16 @@ func PlatformOfOS(family string) Platform {
 	}
 	return ""
 }
+
+// NotLinux is the operating system of a node that does not run Linux: its kubernetes.io/os
+// label, else its status.nodeInfo.operatingSystem, when either says something other than
+// "linux" (Windows nodes report "windows" in both); "" for a Linux node or one that says
+// nothing. No module can be loaded there.
+func NotLinux(n Node) string {
+	for _, os := range []string{n.Labels["kubernetes.io/os"], n.OperatingSystem} {
+		if os != "" && os != "linux" {
+			return os
+		}
+	}
+	return ""
+}

@@ -189,3 +189,26 @@ func TestOSOfKernel(t *testing.T) {
 		})
 	}
 }
+
+func TestNotLinux(t *testing.T) {
+	tests := []struct {
+		name   string
+		labels map[string]string
+		os     string
+		want   string
+	}{
+		{"linux by both", map[string]string{"kubernetes.io/os": "linux"}, "linux", ""},
+		{"says nothing", nil, "", ""},
+		{"windows by label", map[string]string{"kubernetes.io/os": "windows"}, "", "windows"},
+		{"windows by nodeInfo", nil, "windows", "windows"},
+		{"label wins", map[string]string{"kubernetes.io/os": "windows"}, "linux", "windows"},
+		{"nodeInfo when the label says linux", map[string]string{"kubernetes.io/os": "linux"}, "freebsd", "freebsd"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := NotLinux(Node{Name: "n", Labels: tt.labels, OperatingSystem: tt.os}); got != tt.want {
+				t.Errorf("NotLinux = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}

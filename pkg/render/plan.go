@@ -130,7 +130,7 @@ func NewPlanForGroups(m *Module, groups []nodes.KernelGroup, kernelLabel string)
 	helm := kernelLabel != ""      // kmm's own loaders (the KMM controller places operator modules)
 	for _, all := range groups {
 		g := nodes.KernelGroup{Kernel: all.Kernel}
-		var loadPin, autoMode, fargate []string // selected nodes that get no loader
+		var loadPin, autoMode, fargate, notLinux []string // selected nodes that get no loader
 		// g.Nodes are the group's nodes that get a loader: all of them, most often, for every
 		// module. Until one is left out they are all.Nodes[:kept], shared, not copied.
 		kept, copied := 0, false
@@ -139,6 +139,9 @@ func NewPlanForGroups(m *Module, groups []nodes.KernelGroup, kernelLabel string)
 			skip := !matches(m.Selector, m.Tolerations, *n)
 			if !skip {
 				switch {
+				case nodes.NotLinux(*n) != "":
+					notLinux = append(notLinux, n.Name+" ("+nodes.NotLinux(*n)+")")
+					skip = true
 				case !nodes.RunsDaemonSets(*n):
 					fargate = append(fargate, n.Name)
 					skip = true
@@ -169,6 +172,11 @@ func NewPlanForGroups(m *Module, groups []nodes.KernelGroup, kernelLabel string)
 			if _, ok := n.Labels[kernelLabel]; ok && helm {
 				labelled = append(labelled, n)
 			}
+		}
+		if len(notLinux) > 0 {
+			p.Warnings = append(p.Warnings, fmt.Sprintf("module %s: kernel %s: node(s) %s do not run Linux: they get no loader, build or device plugin. "+
+				"Add kubernetes.io/os: linux to the module's selector to leave them out without this warning",
+				m.ID(), all.Kernel, strings.Join(notLinux, ", ")))
 		}
 		if len(fargate) > 0 {
 			p.Warnings = append(p.Warnings, fmt.Sprintf("module %s: kernel %s: node(s) %s are EKS Fargate nodes, where no DaemonSet runs and no module can be loaded: they get no loader. "+

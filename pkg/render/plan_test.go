@@ -246,6 +246,34 @@ func TestNewPlan(t *testing.T) {
 			wantWarnings: [][]string{{"kernel 4.19.0-1", "node(s) fargate are EKS Fargate nodes", "no DaemonSet runs", "managed node group"}},
 		},
 		{
+			name:        "nodes that do not run Linux get no loader, by label or by nodeInfo, under a selector that picks them",
+			kernelLabel: kl,
+			module: func(t *testing.T) *Module {
+				m := planModuleWith(t, func(c *kmmv1beta1.ModuleLoaderContainerSpec) {
+					c.KernelMappings = append(c.KernelMappings, kmmv1beta1.KernelMapping{Regexp: ".*"})
+				})
+				m.Selector = map[string]string{"pool": "mixed"}
+				return m
+			},
+			nodes: []nodes.Node{
+				node("win-1", "10.0.20348.2582", "pool=mixed", "kubernetes.io/os=windows", kl+"=10.0.20348.2582"),
+				func() nodes.Node {
+					n := node("win-2", "10.0.20348.2582", "pool=mixed")
+					n.OperatingSystem = "windows"
+					return n
+				}(),
+				func() nodes.Node {
+					n := node("w1", "5.15.0-105-generic", "pool=mixed", linux, kl+"=5.15.0-105-generic")
+					n.OperatingSystem = "linux"
+					return n
+				}(),
+			},
+			wantTargets: []Target{
+				{Kernel: "5.15.0-105-generic", LabelValue: "5.15.0-105-generic", Mapping: 0, Image: "r/kmm-ci-a:5.15.0-105-generic", Nodes: []string{"w1"}},
+			},
+			wantWarnings: [][]string{{"module kmm-demo/kmm-ci-a: kernel 10.0.20348.2582: node(s) win-1 (windows), win-2 (windows) do not run Linux: they get no loader, build or device plugin", "kubernetes.io/os: linux"}},
+		},
+		{
 			name:        "EKS Auto Mode nodes get no loader; hybrid nodes are ordinary nodes",
 			kernelLabel: kl,
 			nodes: []nodes.Node{
