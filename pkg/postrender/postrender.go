@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strings"
 
@@ -362,6 +363,11 @@ func read(manifests []byte) (*input, error) {
 	docs, err := split(manifests)
 	if err != nil {
 		return nil, err
+	}
+	// Separators and comments only: Helm never sends that for a chart that renders anything,
+	// so it is refused like empty input rather than passed through as a release of nothing.
+	if !slices.ContainsFunc(docs, func(d *document) bool { return d.node != nil }) {
+		return nil, fmt.Errorf("no manifests on standard input, only %d empty document(s) (--- separators and comments): nothing to post-render (is kmm-render run by helm?)", len(docs))
 	}
 	in := &input{docs: docs, byID: map[string]*render.Module{}, plans: map[*document]int{}, template: map[*document]*render.Template{}, configMaps: map[string]string{}}
 	for _, d := range docs {

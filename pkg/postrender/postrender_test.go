@@ -340,6 +340,8 @@ func TestErrors(t *testing.T) {
 	}{
 		{name: "empty input", in: "", want: []string{"no manifests on standard input"}},
 		{name: "blank input", in: "\n\n  \n", want: []string{"no manifests"}},
+		{name: "separators only", in: "---\n---\n", want: []string{"no manifests on standard input, only", "empty document(s) (--- separators and comments)"}},
+		{name: "separators and comments only", in: "---\n# Source: kmm/templates/a.yaml\n---\n# nothing\n", want: []string{"no manifests on standard input, only 2 empty document(s)"}},
 		{name: "malformed YAML", in: sa("a") + "---\n# Source: kmm/templates/bad.yaml\napiVersion: v1\nkind: [oops\n", want: []string{"document 2 (kmm/templates/bad.yaml)", "malformed YAML"}},
 		{name: "a list, not an object", in: "---\n- a\n- b\n", want: []string{"document 1", "not a Kubernetes object"}},
 		{name: "no kind", in: "---\napiVersion: v1\nmetadata:\n  name: x\n", want: []string{"document 1", "no apiVersion or kind"}},
