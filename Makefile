@@ -22,6 +22,8 @@ ETCD_VERSION := v3.7.0
 KWOK_VERSION := v0.8.0
 HELM3_VERSION := v3.22.0
 HELM4_VERSION := v4.3.1
+# distribution/distribution, the OCI registry of the release and real-node tests (tools/node/go.mod).
+REGISTRY_VERSION := v3.1.2
 CONTROLLER_GEN_VERSION := v0.20.1
 
 K8S_MINOR := $(word 2,$(subst ., ,$(K8S_VERSION)))
@@ -39,6 +41,7 @@ KWOK_STAGES    := $(TOOLS_DIR)/kwok-stages-$(KWOK_VERSION)
 KUBECTL        := $(TOOLS_DIR)/kubectl-$(K8S_VERSION)
 HELM3          := $(TOOLS_DIR)/helm-$(HELM3_VERSION)
 HELM4          := $(TOOLS_DIR)/helm-$(HELM4_VERSION)
+REGISTRY       := $(TOOLS_DIR)/registry-$(REGISTRY_VERSION)
 
 EXAMPLE ?= gke
 DEMO    ?= eks
@@ -249,7 +252,7 @@ HELM4_LDFLAGS := -X helm.sh/helm/v4/internal/version.version=$(HELM4_VERSION)
 DEMO_TOOLS := kube-apiserver kube-controller-manager kube-scheduler etcd kwok helm3
 ALL_TOOLS  := $(DEMO_TOOLS) helm4
 TOOL_ENV := TOOLS_DIR=$(TOOLS_DIR) GO=$(GO) K8S_VERSION=$(K8S_VERSION) ETCD_VERSION=$(ETCD_VERSION) \
-	KWOK_VERSION=$(KWOK_VERSION) HELM3_VERSION=$(HELM3_VERSION) HELM4_VERSION=$(HELM4_VERSION) \
+	KWOK_VERSION=$(KWOK_VERSION) HELM3_VERSION=$(HELM3_VERSION) HELM4_VERSION=$(HELM4_VERSION) REGISTRY_VERSION=$(REGISTRY_VERSION) \
 	K8S_LDFLAGS='$(K8S_LDFLAGS)' HELM3_LDFLAGS='$(HELM3_LDFLAGS)' HELM4_LDFLAGS='$(HELM4_LDFLAGS)'
 
 .PHONY: tools
@@ -277,6 +280,13 @@ assets:
 		name=$${link%%:*}; file=$${link#*:}; \
 		if [ -e "$$file" ]; then ln -sfn "$$file" $(ASSETS)/$$name; else rm -f $(ASSETS)/$$name; fi; \
 	done
+
+# The OCI registry, for the tests that push images or charts (not part of make tools).
+$(REGISTRY):
+	@$(TOOL_ENV) bash hack/build-tools.sh registry
+
+.PHONY: registry
+registry: $(REGISTRY) ## Build the OCI registry (distribution/distribution) the release and real-node tests push to.
 
 # kubectl is for the cluster benchmark only (make bench-cluster), so make tools does not build it.
 $(KUBECTL):

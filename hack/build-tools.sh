@@ -3,9 +3,11 @@
 # NAME-VERSION, from the tools module (tools/go.mod), skipping those already built. A tool that
 # $KUBEBUILDER_ASSETS already holds is linked instead of built.
 #
-# Names: kube-apiserver kube-controller-manager kube-scheduler etcd kwok kubectl helm3 helm4.
+# Names: kube-apiserver kube-controller-manager kube-scheduler etcd kwok kubectl helm3 helm4, and
+# registry (distribution/distribution, from the tools/node module).
 # Versions and link flags come from the Makefile's environment: K8S_VERSION ETCD_VERSION
-# KWOK_VERSION HELM3_VERSION HELM4_VERSION K8S_LDFLAGS HELM3_LDFLAGS HELM4_LDFLAGS, GO, TOOLS_DIR.
+# KWOK_VERSION HELM3_VERSION HELM4_VERSION REGISTRY_VERSION K8S_LDFLAGS HELM3_LDFLAGS HELM4_LDFLAGS,
+# GO, TOOLS_DIR.
 #
 # Why one `go build` for all of them: the tools share most of their packages (client-go,
 # apimachinery, the API types), which one tools module compiles once for all; and a single go
@@ -22,6 +24,7 @@ version_of() {
 	kwok) echo "$KWOK_VERSION" ;;
 	helm3) echo "$HELM3_VERSION" ;;
 	helm4) echo "$HELM4_VERSION" ;;
+	registry) echo "${REGISTRY_VERSION:?}" ;;
 	*) echo "build-tools: unknown tool $1" >&2; exit 1 ;;
 	esac
 }
@@ -41,6 +44,15 @@ package_of() {
 	kwok) echo "sigs.k8s.io/kwok/cmd/kwok" ;;
 	helm3) echo "helm.sh/helm/v3/cmd/helm" ;;
 	helm4) echo "helm.sh/helm/v4/cmd/helm" ;;
+	registry) echo "github.com/distribution/distribution/v3/cmd/registry" ;;
+	esac
+}
+
+# module_of NAME: the folder of the Go module that builds it.
+module_of() {
+	case $1 in
+	registry) echo node ;;
+	*) echo . ;;
 	esac
 }
 
@@ -58,18 +70,27 @@ for name in "$@"; do
 done
 [ ${#todo[@]} -gt 0 ] || exit 0
 
-# helm3 and helm4 are both "helm": the second one builds in a go command of its own.
-first=() second=()
+# helm3 and helm4 are both "helm": the second one builds in a go command of its own. The tools of
+# tools/node build in a go command of their own, in that module.
+first=() second=() node=()
 for name in "${todo[@]}"; do
-	if [ "$name" = helm4 ] && [[ " ${todo[*]} " == *" helm3 "* ]]; then second+=("$name"); else first+=("$name"); fi
+	if [ "$(module_of "$name")" = node ]; then
+		node+=("$name")
+	elif [ "$name" = helm4 ] && [[ " ${todo[*]} " == *" helm3 "* ]]; then
+		second+=("$name")
+	else
+		first+=("$name")
+	fi
 done
 
+# build MODULE NAME...: one go build, in tools/MODULE, of each NAME.
 build() {
-	local out pkgs=() name
+	local module=$1 out pkgs=() name
+	shift
 	out=$(mktemp -d "$TOOLS_DIR/.build-XXXXXX")
 	for name in "$@"; do pkgs+=("$(package_of "$name")"); done
 	echo "building $* (one go build; a cold build takes minutes, cached in bin/tools afterwards)"
-	(cd "$(dirname "$0")/../tools" &&
+	(cd "$(dirname "$0")/../tools/$module" &&
 		"$GO" build -trimpath -ldflags "-s -w $K8S_LDFLAGS $HELM3_LDFLAGS $HELM4_LDFLAGS" -o "$out/" "${pkgs[@]}")
 	for name in "$@"; do
 		case $name in helm3 | helm4) bin=helm ;; *) bin=$name ;; esac
@@ -77,5 +98,6 @@ build() {
 	done
 	rm -rf "$out"
 }
-build "${first[@]}"
-if [ ${#second[@]} -gt 0 ]; then build "${second[@]}"; fi
+if [ ${#first[@]} -gt 0 ]; then build . "${first[@]}"; fi
+if [ ${#second[@]} -gt 0 ]; then build . "${second[@]}"; fi
+if [ ${#node[@]} -gt 0 ]; then build node "${node[@]}"; fi
