@@ -70,6 +70,15 @@ plugin: build ## Lay out the Helm 4 post-renderer plugin in bin/plugin/kmm-rende
 	cp plugin/plugin.yaml $(BIN)/plugin/kmm-render/plugin.yaml
 	cp $(BIN)/kmm-render $(BIN)/plugin/kmm-render/bin/kmm-render
 
+RELEASE_DIR ?= $(BIN)/release
+# A release version other than the one derived from git describe (SemVer, no leading v).
+RELEASE_VERSION ?=
+
+.PHONY: release
+release: $(HELM3) ## Release artifacts into bin/release: chart package, kmm-render for linux/darwin amd64/arm64, Helm 4 and Helm 3 plugin archives, SHA256SUMS, then the image (make image).
+	$(GO) run ./hack/release -out $(RELEASE_DIR) -helm $(HELM3) -go $(GO) $(if $(RELEASE_VERSION),-version $(RELEASE_VERSION))
+	$(MAKE) --no-print-directory image
+
 ##@ Test
 
 # Debian packages the tests use (hack/test-deps.sh says why each): shellcheck lints the chart's
@@ -95,7 +104,7 @@ deps-report: ## Print the busybox, shellcheck, qemu, kmod, openssl and kernel th
 	@bash hack/test-deps.sh report $(TOOLS_DIR)
 
 .PHONY: test
-test: kernel-deps deps-report tools build lint fuzz ## Run every test: unit, golden, chart lint, a real kernel in qemu and end-to-end against a local control plane.
+test: kernel-deps deps-report tools registry build lint fuzz ## Run every test: unit, golden, chart lint, a real kernel in qemu and end-to-end against a local control plane.
 	KUBEBUILDER_ASSETS=$(ASSETS) $(GO) test -count=1 -timeout 40m ./...
 
 # Packages whose tests take -update to rewrite their golden files.
@@ -276,7 +285,7 @@ $(ASSETS)/.stamp-all-%: $(KWOK_STAGES)
 assets:
 	@mkdir -p $(ASSETS)
 	@for link in kube-apiserver:$(KUBE_APISERVER) kube-controller-manager:$(KUBE_CM) kube-scheduler:$(KUBE_SCHED) \
-		etcd:$(ETCD) kwok:$(KWOK) kwok-stages:$(KWOK_STAGES) helm3:$(HELM3) helm4:$(HELM4); do \
+		etcd:$(ETCD) kwok:$(KWOK) kwok-stages:$(KWOK_STAGES) helm3:$(HELM3) helm4:$(HELM4) registry:$(REGISTRY); do \
 		name=$${link%%:*}; file=$${link#*:}; \
 		if [ -e "$$file" ]; then ln -sfn "$$file" $(ASSETS)/$$name; else rm -f $(ASSETS)/$$name; fi; \
 	done
@@ -287,6 +296,7 @@ $(REGISTRY):
 
 .PHONY: registry
 registry: $(REGISTRY) ## Build the OCI registry (distribution/distribution) the release and real-node tests push to.
+	@$(MAKE) --no-print-directory assets
 
 # kubectl is for the cluster benchmark only (make bench-cluster), so make tools does not build it.
 $(KUBECTL):
