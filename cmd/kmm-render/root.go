@@ -106,7 +106,7 @@ Nodes come from the cluster (read only) or, for helm template and GitOps, from -
 	}
 	src.register(cmd)
 	cmd.Flags().BoolVar(&strict, "strict", false, "fail when selected nodes run a kernel that no kernel mapping matches")
-	cmd.AddCommand(newNodesCommand(), newKernelsCommand(), newDriftCommand(), newStatusCommand(), newVersionCommand())
+	cmd.AddCommand(newNodesCommand(), newKernelsCommand(), newDriftCommand(), newStatusCommand(), newVersionCommand(), newCopyCommand())
 	return cmd
 }
 
