@@ -465,6 +465,12 @@ volumeMounts:
 
 {{/* ---- The upgrade controller (upgrade.enabled) ---- */}}
 
+{{/* A module's upgrade policy, upgrade.policy merged under its own `upgrade:`, as JSON. Call with (list $ $m). */}}
+{{- define "kmm.upgrade.policy" -}}
+{{- $root := index . 0 }}{{- $m := index . 1 }}
+{{- mergeOverwrite (deepCopy $root.Values.upgrade.policy) (deepCopy (default dict $m.upgrade)) | toJson }}
+{{- end }}
+
 {{/*
 The upgrade controller's configuration (pkg/upgrade.Config) as JSON: every helm-managed module
 with upgrade.policy merged under its own `upgrade:`.
@@ -473,7 +479,7 @@ with upgrade.policy merged under its own `upgrade:`.
 {{- $mods := list }}
 {{- range $m := .Values.modules }}
 {{- if ne (default "helm" $m.via) "operator" }}
-{{- $policy := mergeOverwrite (deepCopy $.Values.upgrade.policy) (deepCopy (default dict $m.upgrade)) }}
+{{- $policy := include "kmm.upgrade.policy" (list $ $m) | fromJson }}
 {{- $mods = append $mods (dict "namespace" (include "kmm.module.namespace" (list $ $m)) "name" $m.name "devicePlugin" (not (empty $m.devicePlugin)) "policy" $policy) }}
 {{- end }}
 {{- end }}
@@ -490,8 +496,7 @@ Call with (list $ "evict") or (list $ "force").
 {{- $out := dict }}
 {{- range $m := $root.Values.modules }}
 {{- if ne (default "helm" $m.via) "operator" }}
-{{- $policy := mergeOverwrite (deepCopy $root.Values.upgrade.policy) (deepCopy (default dict $m.upgrade)) }}
-{{- $drain := default dict $policy.drain }}
+{{- $drain := default dict (include "kmm.upgrade.policy" (list $root $m) | fromJson).drain }}
 {{- if and $drain.podSelector (or (eq $what "evict") $drain.force) }}
 {{- range (default (list (include "kmm.module.namespace" (list $root $m))) $drain.namespaces) }}
 {{- $_ := set $out . true }}
