@@ -260,6 +260,18 @@ app.kubernetes.io/component: {{ .component }}
 {{- end }}
 {{- end }}
 
+{{/*
+The kmm-render image of a component (drift, upgrade), from .Values.<component>.image: the tag
+defaults to the chart's appVersion, the release the image was published with.
+*/}}
+{{- define "kmm.renderImage" -}}
+{{- $root := index . 0 }}
+{{- $component := index . 1 }}
+{{- $image := index $root.Values $component "image" }}
+{{- $repository := required (printf "%s.image.repository must not be empty: the default is kmm's published image; to mirror it, README \"The kmm-render image\"" $component) $image.repository }}
+{{- include "kmm.image" (dict "repository" $repository "tag" (default $root.Chart.AppVersion (toString $image.tag)) "digest" $image.digest) }}
+{{- end }}
+
 {{/* The port of a "host:port" bind address. */}}
 {{- define "kmm.bindPort" -}}
 {{- regexFind "[0-9]+$" (toString .) }}
