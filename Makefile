@@ -43,6 +43,8 @@ HELM3          := $(TOOLS_DIR)/helm-$(HELM3_VERSION)
 HELM4          := $(TOOLS_DIR)/helm-$(HELM4_VERSION)
 REGISTRY       := $(TOOLS_DIR)/registry-$(REGISTRY_VERSION)
 
+comma := ,
+
 EXAMPLE ?= gke
 DEMO    ?= eks
 
@@ -70,14 +72,41 @@ plugin: build ## Lay out the Helm 4 post-renderer plugin in bin/plugin/kmm-rende
 	cp plugin/plugin.yaml $(BIN)/plugin/kmm-render/plugin.yaml
 	cp $(BIN)/kmm-render $(BIN)/plugin/kmm-render/bin/kmm-render
 
+# The kmm-render image (internal/image, hack/image): kmm-render and kmm-upgrade, static, on a base
+# layer of /etc/passwd and /etc/group only, run as nonroot 65532; built without a container
+# engine or a base image to pull, and reproducible (file and image times are the commit's time).
+IMAGE_PLATFORMS ?= linux/amd64,linux/arm64
+IMAGE_REPO      ?= ghcr.io/kmm-dev/kmm-render
+IMAGE_TAG       ?= $(VERSION)
+# IMAGE_PUSH=REGISTRY/REPO:TAG pushes it too (IMAGE_INSECURE=1 for a plain-HTTP local registry).
+IMAGE_PUSH      ?=
+SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
+
+.PHONY: image
+image: ## Build the kmm-render image (linux/amd64, linux/arm64) into the OCI layout bin/image/kmm-render; IMAGE_PUSH=REF pushes it.
+	@rm -rf $(BIN)/image/bin
+	@for p in $(subst $(comma), ,$(IMAGE_PLATFORMS)); do \
+		os=$${p%/*}; arch=$${p#*/}; echo "building kmm-render and kmm-upgrade for $$os/$$arch"; \
+		CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch $(GO) build -trimpath -ldflags '$(LDFLAGS)' \
+			-o $(BIN)/image/bin/$${os}_$${arch}/ ./cmd/kmm-render ./cmd/kmm-upgrade; \
+	done
+	$(GO) run ./hack/image -bin $(BIN)/image/bin -platforms '$(IMAGE_PLATFORMS)' -version '$(VERSION)' \
+		-revision "$$(git rev-parse HEAD 2>/dev/null)" -created '$(SOURCE_DATE_EPOCH)' \
+		-layout $(BIN)/image/kmm-render -tag '$(IMAGE_TAG)' \
+		$(if $(IMAGE_PUSH),-push '$(IMAGE_PUSH)') $(if $(IMAGE_INSECURE),-insecure)
+
 RELEASE_DIR ?= $(BIN)/release
 # A release version other than the one derived from git describe (SemVer, no leading v).
 RELEASE_VERSION ?=
 
+# The version is computed once (hack/release -print-version) and given to both steps, so the
+# image tag is the chart's appVersion, which the chart's default kmm-render image tag follows.
 .PHONY: release
-release: $(HELM3) ## Release artifacts into bin/release: chart package, kmm-render for linux/darwin amd64/arm64, Helm 4 and Helm 3 plugin archives, SHA256SUMS, then the image (make image).
-	$(GO) run ./hack/release -out $(RELEASE_DIR) -helm $(HELM3) -go $(GO) $(if $(RELEASE_VERSION),-version $(RELEASE_VERSION))
-	$(MAKE) --no-print-directory image
+release: $(HELM3) ## Release artifacts into bin/release (chart package, kmm-render for linux/darwin amd64/arm64, Helm 4 and 3 plugin archives, SHA256SUMS) and the image into bin/image/kmm-render.
+	@v='$(RELEASE_VERSION)'; if [ -z "$$v" ]; then v=$$($(GO) run ./hack/release -print-version); fi; \
+	echo "release $$v"; \
+	$(GO) run ./hack/release -out $(RELEASE_DIR) -helm $(HELM3) -go $(GO) -version "$$v" && \
+	$(MAKE) --no-print-directory image VERSION="$$v" IMAGE_TAG="$$v"
 
 ##@ Test
 

@@ -10,13 +10,13 @@ import (
 )
 
 // newCopyCommand copies the running kmm-render into a folder. The kmm-render image is
-// distroless (no shell, no cp): an init container runs `/kmm-render copy /tools` to hand the
+// FROM scratch (no shell, no cp): an init container runs `/kmm-render copy /tools` to hand the
 // binary to another container through a shared emptyDir (deploy/argocd: the Argo CD Config
 // Management Plugin sidecar).
 func newCopyCommand() *cobra.Command {
 	return &cobra.Command{
 		Use:   "copy DIR",
-		Short: "Copy this kmm-render binary to DIR/kmm-render (for init containers of distroless images)",
+		Short: "Copy this kmm-render binary to DIR/kmm-render (for init containers of shell-less images)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			dst, err := copySelf(args[0])

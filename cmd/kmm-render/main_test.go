@@ -10,6 +10,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"sigs.k8s.io/yaml"
 )
 
 var binary string
@@ -127,4 +128,47 @@ func TestNodesTable(t *testing.T) {
 	_, stderr, code = runBinary(t, "", nil, "nodes", "--nodes", example+"/nodes.yaml", "-f", "missing.yaml")
 	assert.NotEqual(t, 0, code)
 	assert.Contains(t, stderr, "missing.yaml")
+}
+
+// TestNodesWindowsNode: `kmm-render nodes` on a snapshot with a Windows node that a module's
+// selector picks: the node's kernel gets no module row, and a warning names the node.
+func TestNodesWindowsNode(t *testing.T) {
+	data, err := os.ReadFile(example + "/nodes.yaml")
+	require.NoError(t, err)
+	var list map[string]any
+	require.NoError(t, yaml.Unmarshal(data, &list))
+	items := list["items"].([]any)
+	var win map[string]any
+	for _, it := range items {
+		if it.(map[string]any)["metadata"].(map[string]any)["name"] == "gke-prod-ubuntu-pool-3f9a1c7e-2mzp" {
+			b, err := yaml.Marshal(it)
+			require.NoError(t, err)
+			require.NoError(t, yaml.Unmarshal(b, &win))
+		}
+	}
+	require.NotNil(t, win)
+	meta := win["metadata"].(map[string]any)
+	meta["name"] = "gke-prod-win-pool-1"
+	labels := meta["labels"].(map[string]any)
+	labels["kubernetes.io/os"] = "windows"
+	delete(labels, "feature.node.kubernetes.io/kernel-version.full")
+	info := win["status"].(map[string]any)["nodeInfo"].(map[string]any)
+	info["kernelVersion"], info["operatingSystem"], info["osImage"] = "10.0.20348.2582", "windows", "Windows Server 2022 Datacenter"
+	list["items"] = append(items, win)
+	b, err := yaml.Marshal(list)
+	require.NoError(t, err)
+	snapshot := filepath.Join(t.TempDir(), "nodes.yaml")
+	require.NoError(t, os.WriteFile(snapshot, b, 0o644))
+
+	out, stderr, code := runBinary(t, "", nil, "nodes", "--nodes", snapshot, "-f", example+"/values.yaml")
+	require.Equal(t, 0, code, stderr)
+	assert.Contains(t, stderr, "node(s) gke-prod-win-pool-1 (windows) do not run Linux: they get no loader, build or device plugin")
+	var winRows []string
+	for _, line := range strings.Split(out, "\n") {
+		if strings.HasPrefix(line, "10.0.20348.2582") {
+			winRows = append(winRows, line)
+		}
+	}
+	require.Len(t, winRows, 1, out)
+	assert.Regexp(t, `^10\.0\.20348\.2582\s+1\s.*\s-\s+0\s+-\s+-$`, winRows[0], "no module row: the kernel's nodes get nothing")
 }

@@ -64,9 +64,18 @@ func main() {
 	flag.StringVar(&o.goBin, "go", "go", "go binary")
 	flag.StringVar(&platforms, "platforms", strings.Join(Platforms, ","), "comma-separated os/arch pairs to build kmm-render for")
 	flag.BoolVar(&o.noChart, "no-chart", false, "skip the chart package (binaries, plugins and checksums only)")
+	printVersion := flag.Bool("print-version", false, "print the version the release would have, and exit")
 	flag.Parse()
 	if flag.NArg() > 0 {
 		fail(fmt.Errorf("unexpected arguments %q", flag.Args()))
+	}
+	if *printVersion {
+		v, err := gitVersion(o.root)
+		if err != nil {
+			fail(err)
+		}
+		fmt.Println(v)
+		return
 	}
 	for _, p := range strings.Split(platforms, ",") {
 		if p = strings.TrimSpace(p); p != "" {

@@ -192,7 +192,7 @@ func TestRenderErrorsMatchHelmInstall(t *testing.T) {
 		{name: "bad --set", o: Options{ChartDir: chartDir, Values: []string{"modules[x].name=a"}}, want: "failed parsing --set data"},
 		{name: "bad --set-string", o: Options{ChartDir: chartDir, StringValues: []string{"a[-1]=b"}}, want: "failed parsing --set-string data"},
 		{name: "schema", o: Options{ChartDir: chartDir, Values: []string{"modules[0].name=x", "modules[0].selectr.a=b"}}, want: "values don't meet the specifications of the schema(s)"},
-		{name: "template's required", o: Options{ChartDir: chartDir, Values: []string{"drift.enabled=true", "drift.image.repository=r/kmm-render"}}, want: "drift.image.tag or drift.image.digest is required"},
+		{name: "template's required", o: Options{ChartDir: chartDir, Values: []string{"controller.serviceAccount.create=false"}}, want: "controller.serviceAccount.name is required when controller.serviceAccount.create is false"},
 		{name: "kube version the chart refuses", o: Options{ChartDir: chartDir, KubeVersion: "v1.20.0"}, want: "chart requires kubeVersion: >=1.26.0-0 which is incompatible with Kubernetes v1.20.0"},
 		{name: "release name", o: Options{ChartDir: chartDir, ReleaseName: "Not_A_Name"}, want: `release name "Not_A_Name"`},
 		{name: "post-renderer", o: Options{ChartDir: chartDir, PostRenderer: failingPostRenderer{}}, want: "error while running post render on files: post-renderer exited 3"},

@@ -147,3 +147,35 @@ func TestReportOutput(t *testing.T) {
 	assert.Equal(t, "release kmm (revision 3) is in sync with the nodes (1 stale loader(s), removed by the next upgrade)\n"+
 		"stale    kmm-demo/a  kernel 6.1.0-1  (DaemonSet kmm-demo/a-loader-6-1-0-1: no node runs it)\n", r.Text())
 }
+
+// TestCheckWindowsNode: a Windows node that a module's selector picks joins the cluster. Drift
+// counts no pair missing for it (it gets no loader) and says why, naming it.
+func TestCheckWindowsNode(t *testing.T) {
+	manifest, snapshot := release(t)
+	var win nodes.Node
+	for _, n := range snapshot {
+		if n.Name == zoneA {
+			win = n
+		}
+	}
+	require.Equal(t, zoneA, win.Name)
+	labels := map[string]string{}
+	for k, v := range win.Labels {
+		labels[k] = v
+	}
+	labels["kubernetes.io/os"] = "windows"
+	labels[render.DefaultKernelLabel] = "10.0.20348.2582"
+	win.Name, win.Kernel, win.Labels, win.OperatingSystem = "gke-prod-win-pool-1", "10.0.20348.2582", labels, "windows"
+
+	r, err := Check(manifest, append(snapshot, win), render.DefaultKernelLabel)
+	require.NoError(t, err)
+	assert.Empty(t, r.Missing)
+	assert.True(t, r.InSync())
+	var found bool
+	for _, w := range r.Warnings {
+		if strings.Contains(w, "node(s) gke-prod-win-pool-1 (windows) do not run Linux: they get no loader, build or device plugin") {
+			found = true
+		}
+	}
+	assert.True(t, found, "a warning names the Windows node: %q", r.Warnings)
+}

@@ -85,6 +85,17 @@ func CheckImageTemplate(image, modName, modNamespace string) error {
 	return err
 }
 
+// CheckKMMImageFormat is KMM's own admission rule on a Module's images (contract.KMMVersion,
+// internal/webhook/module.go validateImageFormat): a ':' or an '@' somewhere, for a tag or a
+// digest. It is all kmm checks of a `via: operator` module's images, which the KMM controller
+// pulls.
+func CheckKMMImageFormat(image string) error {
+	if !strings.ContainsAny(image, ":@") {
+		return fmt.Errorf("image %q sets neither a tag nor a digest: KMM requires one", image)
+	}
+	return nil
+}
+
 // CheckImageReference reports whether image is a valid reference that names a tag or a digest,
 // as KMM requires: a reference without one would silently mean ":latest".
 func CheckImageReference(image string) error {

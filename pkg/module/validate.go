@@ -39,10 +39,11 @@ var ObjectPaths = Paths{
 
 // Validate checks m against every rule of KMM's Module admission webhook (contract.KMMVersion:
 // internal/webhook/module.go), for helm-managed and operator modules alike, and against kmm's
-// own rules: a valid name and namespace, a non-empty selector of valid labels, images that are
-// valid references with a tag or a digest once KMM's variables are substituted, and, for
-// helm-managed modules, a module loader with at least one kernel mapping and none of the fields
-// only the KMM controller implements.
+// own rules: a valid name and namespace, a non-empty selector of valid labels, and, for
+// helm-managed modules, images that are valid references with a tag or a digest once KMM's
+// variables are substituted, a module loader with at least one kernel mapping and none of the
+// fields only the KMM controller implements. An operator module's images get KMM's rule only (a
+// tag or a digest), as the KMM controller is what pulls them.
 func (m *Module) Validate(p Paths) field.ErrorList {
 	var errs field.ErrorList
 	errs = append(errs, validateNames(m.Name, m.Namespace, p)...)
@@ -79,7 +80,7 @@ func (m *Module) Validate(p Paths) field.ErrorList {
 		return errs
 	}
 	cp := spec.Child("moduleLoader", "container")
-	errs = append(errs, validateContainer(c, cp, m.Name, m.Namespace)...)
+	errs = append(errs, validateContainer(c, cp, m)...)
 	errs = append(errs, validateModprobe(&c.Modprobe, cp.Child("modprobe"))...)
 	errs = append(errs, validateFilesToSign(c, cp)...)
 	return errs
@@ -157,14 +158,21 @@ func validateTolerations(tolerations []corev1.Toleration, path *field.Path) fiel
 	return errs
 }
 
-func validateContainer(c *kmmv1beta1.ModuleLoaderContainerSpec, cp *field.Path, name, namespace string) field.ErrorList {
+func validateContainer(c *kmmv1beta1.ModuleLoaderContainerSpec, cp *field.Path, m *Module) field.ErrorList {
 	var errs field.ErrorList
+	// The images of a helm-managed module are pulled by kmm's own pods, so kmm checks that each is
+	// a valid reference; those of an operator module are the KMM controller's, checked by KMM's
+	// rule alone, so that a Module KMM accepts (its lab documents' placeholders included) renders.
+	checkImage := func(image string) error { return CheckImageTemplate(image, m.Name, m.Namespace) }
+	if m.Operator() {
+		checkImage = CheckKMMImageFormat
+	}
 	//nolint:staticcheck // InTreeModuleToRemove is deprecated, and still KMM's API.
 	if c.InTreeModulesToRemove != nil && c.InTreeModuleToRemove != "" {
 		errs = append(errs, field.Forbidden(cp.Child("inTreeModuleToRemove"), "set either inTreeModulesToRemove or inTreeModuleToRemove (deprecated), not both"))
 	}
 	if c.ContainerImage != "" {
-		if err := CheckImageTemplate(c.ContainerImage, name, namespace); err != nil {
+		if err := checkImage(c.ContainerImage); err != nil {
 			errs = append(errs, field.Invalid(cp.Child("containerImage"), c.ContainerImage, err.Error()))
 		}
 	}
@@ -186,7 +194,7 @@ func validateContainer(c *kmmv1beta1.ModuleLoaderContainerSpec, cp *field.Path, 
 		case km.ContainerImage == "" && c.ContainerImage == "":
 			errs = append(errs, field.Required(p.Child("containerImage"), "the mapping has no containerImage and moduleLoader.container sets none"))
 		case km.ContainerImage != "":
-			if err := CheckImageTemplate(km.ContainerImage, name, namespace); err != nil {
+			if err := checkImage(km.ContainerImage); err != nil {
 				errs = append(errs, field.Invalid(p.Child("containerImage"), km.ContainerImage, err.Error()))
 			}
 		}

@@ -152,12 +152,26 @@ func TestValidateKernelMappings(t *testing.T) {
 		}, want: []string{"modules[3].moduleLoader.container.kernelMappings[1].containerImage: Required value"}},
 		{name: "mapping image without tag", mutate: mapping(kmmv1beta1.KernelMapping{Regexp: "^6", ContainerImage: "registry.example.com/ptp"}),
 			want: []string{"modules[3].moduleLoader.container.kernelMappings[1].containerImage", "neither a tag nor a digest"}},
-		{name: "container image without tag, registry port", mutate: func(m *Module) { container(m).ContainerImage = "registry:5000/ptp" },
+		// kmm pulls a helm-managed module's images itself: each must be a valid reference.
+		{name: "container image without tag, registry port", via: ViaHelm, mutate: func(m *Module) { container(m).ContainerImage = "registry:5000/ptp" },
 			want: []string{"modules[3].moduleLoader.container.containerImage", "neither a tag nor a digest"}},
-		{name: "image with a bad digest", mutate: func(m *Module) { container(m).ContainerImage = "r/ptp@sha256:xyz" },
+		{name: "image with a bad digest", via: ViaHelm, mutate: func(m *Module) { container(m).ContainerImage = "r/ptp@sha256:xyz" },
 			want: []string{"modules[3].moduleLoader.container.containerImage", "not a valid image reference"}},
-		{name: "image with an unknown variable", mutate: func(m *Module) { container(m).ContainerImage = "r/ptp:${KERNEL}" },
+		{name: "image with an unknown variable", via: ViaHelm, mutate: func(m *Module) { container(m).ContainerImage = "r/ptp:${KERNEL}" },
 			want: []string{"modules[3].moduleLoader.container.containerImage", "undefined variable(s) KERNEL"}},
+		{name: "image with a placeholder", via: ViaHelm, mutate: func(m *Module) {
+			container(m).ContainerImage = "<aws-account-id>.dkr.ecr.<aws-region>.amazonaws.com/lab:kmm-2.3"
+		},
+			want: []string{"modules[3].moduleLoader.container.containerImage", "not a valid image reference"}},
+		// An operator module's images are the KMM controller's: KMM's rule alone (a ':' or an '@').
+		{name: "container image without tag, registry port", via: ViaOperator, mutate: func(m *Module) { container(m).ContainerImage = "registry:5000/ptp" }},
+		{name: "image with a bad digest", via: ViaOperator, mutate: func(m *Module) { container(m).ContainerImage = "r/ptp@sha256:xyz" }},
+		{name: "image with an unknown variable", via: ViaOperator, mutate: func(m *Module) { container(m).ContainerImage = "r/ptp:${KERNEL}" }},
+		{name: "image with a placeholder", via: ViaOperator, mutate: func(m *Module) {
+			container(m).ContainerImage = "<aws-account-id>.dkr.ecr.<aws-region>.amazonaws.com/lab:kmm-2.3"
+		}},
+		{name: "image with neither ':' nor '@'", via: ViaOperator, mutate: func(m *Module) { container(m).ContainerImage = "registry.example.com/ptp" },
+			want: []string{"modules[3].moduleLoader.container.containerImage", "sets neither a tag nor a digest: KMM requires one"}},
 		{name: "image with a digest", mutate: func(m *Module) {
 			container(m).ContainerImage = "r/ptp@sha256:" + strings.Repeat("a", 64)
 		}},

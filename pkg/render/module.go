@@ -36,7 +36,15 @@ func (m *Module) ImageFor(i int, kernel string) (string, error) {
 	if img == "" && m.Container() != nil {
 		img = m.Container().ContainerImage
 	}
-	out, err := module.ResolveImage(img, kernel, m.Name, m.Namespace)
+	resolve := module.ResolveImage
+	if m.Operator() {
+		// The KMM controller pulls an operator module's images and checks them by KMM's rule
+		// alone (module.CheckKMMImageFormat); the planner warns about one no node can pull.
+		resolve = func(image, kernel, name, namespace string) (string, error) {
+			return module.SubstituteImage(image, module.SubstitutionVars(kernel, name, namespace))
+		}
+	}
+	out, err := resolve(img, kernel, m.Name, m.Namespace)
 	if err != nil {
 		return "", fmt.Errorf("module %s: kernelMappings[%d], kernel %s: %w", m.ID(), i, kernel, err)
 	}

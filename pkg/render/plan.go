@@ -8,6 +8,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/klog/v2"
 
+	"kmm.dev/kmm/pkg/module"
 	"kmm.dev/kmm/pkg/nodes"
 )
 
@@ -125,6 +126,7 @@ func NewPlan(m *Module, all []nodes.Node, kernelLabel string) (*Plan, error) {
 func NewPlanForGroups(m *Module, groups []nodes.KernelGroup, kernelLabel string) (*Plan, error) {
 	p := &Plan{Module: m}
 	byLabel := map[string]string{} // label value -> kernel, to catch folds
+	badImage := map[string]bool{}  // operator images already warned about
 	var labelled []*nodes.Node     // selected nodes that carry the kernel label
 	var autopilot []nodes.Node     // selected GKE Autopilot nodes: refused
 	helm := kernelLabel != ""      // kmm's own loaders (the KMM controller places operator modules)
@@ -209,6 +211,12 @@ func NewPlanForGroups(m *Module, groups []nodes.KernelGroup, kernelLabel string)
 		img, err := m.ImageFor(idx, g.Kernel)
 		if err != nil {
 			return nil, err
+		}
+		if m.Operator() && !badImage[img] {
+			if err := module.CheckImageReference(img); err != nil {
+				badImage[img] = true
+				p.Warnings = append(p.Warnings, fmt.Sprintf("module %s: kernel %s: %v: the KMM controller accepts the Module, but its worker pods cannot pull the image (a placeholder left in?)", m.ID(), g.Kernel, err))
+			}
 		}
 		if kernelLabel == "" {
 			p.Targets = append(p.Targets, Target{Kernel: g.Kernel, Mapping: idx, Image: img, Nodes: names})

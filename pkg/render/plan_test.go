@@ -274,6 +274,24 @@ func TestNewPlan(t *testing.T) {
 			wantWarnings: [][]string{{"module kmm-demo/kmm-ci-a: kernel 10.0.20348.2582: node(s) win-1 (windows), win-2 (windows) do not run Linux: they get no loader, build or device plugin", "kubernetes.io/os: linux"}},
 		},
 		{
+			name:        "an operator module's image that is no valid reference is planned as KMM takes it, with a warning",
+			kernelLabel: kl,
+			module: func(t *testing.T) *Module {
+				m := decodeModule(t, `{"name":"kmm-ci-a","namespace":"kmm-demo","via":"operator","selector":{"kubernetes.io/os":"linux"},
+					"moduleLoader":{"container":{"modprobe":{"moduleName":"kmm_ci_a"},
+					"kernelMappings":[{"regexp":"^.+$","containerImage":"<aws-account-id>.dkr.ecr.<aws-region>.amazonaws.com/lab:${KERNEL_FULL_VERSION}"}]}}}`)
+				require.Empty(t, m.Validate(module.ValuesPaths(0)), "KMM's rule: a ':' is there")
+				rm, err := NewModule(m)
+				require.NoError(t, err)
+				return rm
+			},
+			nodes: []nodes.Node{node("w1", "5.15.0-105-generic", linux, kl+"=5.15.0-105-generic")},
+			wantTargets: []Target{
+				{Kernel: "5.15.0-105-generic", LabelValue: "5.15.0-105-generic", Mapping: 0, Image: "<aws-account-id>.dkr.ecr.<aws-region>.amazonaws.com/lab:5.15.0-105-generic", Nodes: []string{"w1"}},
+			},
+			wantWarnings: [][]string{{"module kmm-demo/kmm-ci-a: kernel 5.15.0-105-generic", `"<aws-account-id>.dkr.ecr.<aws-region>.amazonaws.com/lab:5.15.0-105-generic" is not a valid image reference`, "the KMM controller accepts the Module, but its worker pods cannot pull the image"}},
+		},
+		{
 			name:        "EKS Auto Mode nodes get no loader; hybrid nodes are ordinary nodes",
 			kernelLabel: kl,
 			nodes: []nodes.Node{

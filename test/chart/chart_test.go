@@ -373,7 +373,8 @@ func moduleNamespaces(t *testing.T, objs map[string][]string) []string {
 // TestDriftCronJob: drift.enabled renders the CronJob as values.yaml documents it (every five
 // minutes, kmm-render drift against this release, Events on), running restricted, and an
 // identity that can list nodes, read the release namespace's Secrets (Helm's storage) and create
-// Events, and nothing else. Off by default; on without a pinned image, an error.
+// Events, and nothing else. Off by default; on, it runs kmm's published image at the chart's
+// appVersion unless told otherwise, and an empty repository is refused.
 func TestDriftCronJob(t *testing.T) {
 	assert.Empty(t, objects(t, "", []string{"examples/gke/values.yaml"})["CronJob"], "off by default")
 
@@ -428,8 +429,48 @@ func TestDriftCronJob(t *testing.T) {
 	slices.Sort(subjects)
 	assert.Equal(t, []string{"kmm-demo: kmm-system/kmm-drift", "kmm-system: kmm-system/kmm-drift"}, subjects)
 
-	_, err := chartrender.Render(context.Background(), chartrender.Options{ChartDir: chartDir, Namespace: "kmm-system",
-		Values: []string{"drift.enabled=true", "drift.image.repository=registry.example.com/kmm-render"}})
-	require.Error(t, err)
-	assert.Contains(t, err.Error(), "drift.image.tag or drift.image.digest is required")
+}
+
+// TestRenderImageDefaults: with drift and upgrade on and no image given, both run kmm's published
+// kmm-render image at the chart's appVersion (read from Chart.yaml here, not from the chart's
+// templates); a tag or digest given wins; an empty repository is refused, naming the value.
+func TestRenderImageDefaults(t *testing.T) {
+	chartYAML, err := os.ReadFile(filepath.Join(chartDir, "Chart.yaml"))
+	require.NoError(t, err)
+	var chart struct {
+		AppVersion string `json:"appVersion"`
+	}
+	require.NoError(t, yaml.Unmarshal(chartYAML, &chart))
+	require.NotEmpty(t, chart.AppVersion)
+
+	images := func(set ...string) map[string]string {
+		objs := objects(t, "", []string{"examples/gke/values.yaml"}, append([]string{"drift.enabled=true", "upgrade.enabled=true"}, set...)...)
+		cj := decodeAll[batchv1.CronJob](t, objs["CronJob"])
+		require.Len(t, cj, 1)
+		out := map[string]string{"drift": container(t, cj[0].Spec.JobTemplate.Spec.Template.Spec.Containers, "drift").Image}
+		for _, d := range decodeAll[appsv1.Deployment](t, objs["Deployment"]) {
+			if d.Labels["app.kubernetes.io/component"] == "upgrade" {
+				require.Len(t, d.Spec.Template.Spec.Containers, 1)
+				out["upgrade"] = d.Spec.Template.Spec.Containers[0].Image
+			}
+		}
+		return out
+	}
+	assert.Equal(t, map[string]string{
+		"drift":   "ghcr.io/kmm-dev/kmm-render:" + chart.AppVersion,
+		"upgrade": "ghcr.io/kmm-dev/kmm-render:" + chart.AppVersion,
+	}, images())
+	digest := "sha256:" + strings.Repeat("ab", 32)
+	assert.Equal(t, map[string]string{
+		"drift":   "mirror.example.com/kmm/kmm-render:v9",
+		"upgrade": "mirror.example.com/kmm/kmm-render@" + digest,
+	}, images("drift.image.repository=mirror.example.com/kmm/kmm-render", "drift.image.tag=v9",
+		"upgrade.image.repository=mirror.example.com/kmm/kmm-render", "upgrade.image.digest="+digest))
+
+	for _, component := range []string{"drift", "upgrade"} {
+		_, err := chartrender.Render(context.Background(), chartrender.Options{ChartDir: chartDir, Namespace: "kmm-system",
+			Values: []string{component + ".enabled=true", component + ".image.repository="}})
+		require.Error(t, err, component)
+		assert.Contains(t, err.Error(), "/"+component+"/image/repository': minLength", component)
+	}
 }

@@ -507,8 +507,6 @@ func (r *recorder) stop() {
 	r.wg.Wait()
 }
 
-func isReady(p *corev1.Pod) bool { return upgrade.PodReady(p) }
-
 // check replays the streams: the bound on the nodes, and per node the device plugin's order.
 func (r *recorder) check(t *testing.T, names []string) {
 	t.Helper()
@@ -547,8 +545,7 @@ func (r *recorder) check(t *testing.T, names []string) {
 	}
 
 	// Pods: per node, the order of what happened to its loader and device plugin pods.
-	type nodeLog struct{ steps []string }
-	logs := map[string]*nodeLog{}
+	logs := map[string][]string{}  // per node, its steps in order
 	seen := map[types.UID]string{} // what was last recorded of a pod
 	noReady := map[string]bool{}   // nodes without a Ready loader now (none at the start)
 	maxUnavailable := 0
@@ -558,16 +555,13 @@ func (r *recorder) check(t *testing.T, names []string) {
 		if n == "" {
 			continue
 		}
-		if logs[n] == nil {
-			logs[n] = &nodeLog{}
-		}
 		role := p.Labels["kmm.node.kubernetes.io/role"]
 		version := p.Annotations["render.kmm.dev/module-version"]
 		var step string
 		switch {
 		case e.typ == watch.Deleted || p.DeletionTimestamp != nil:
 			step = role + " " + version + " leaves"
-		case isReady(p):
+		case upgrade.PodReady(p):
 			step = role + " " + version + " ready"
 		default:
 			continue
@@ -579,8 +573,8 @@ func (r *recorder) check(t *testing.T, names []string) {
 			continue
 		}
 		seen[p.UID] = step
-		if l := logs[n].steps; len(l) == 0 || l[len(l)-1] != step {
-			logs[n].steps = append(logs[n].steps, step)
+		if l := logs[n]; len(l) == 0 || l[len(l)-1] != step {
+			logs[n] = append(l, step)
 		}
 		if role == "module-loader" {
 			noReady[n] = !strings.HasSuffix(step, "ready")
@@ -598,11 +592,7 @@ func (r *recorder) check(t *testing.T, names []string) {
 	}
 	want := []string{"device-plugin leaves", "module-loader 1.0.0 leaves", "module-loader 2.0.0 ready", "device-plugin ready"}
 	for _, n := range names {
-		var got []string
-		if logs[n] != nil {
-			got = logs[n].steps
-		}
-		if !slices.Equal(got, want) {
+		if got := logs[n]; !slices.Equal(got, want) {
 			t.Errorf("node %s: %q, want %q (device plugin out first, back last)", n, got, want)
 		}
 	}

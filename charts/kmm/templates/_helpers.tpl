@@ -260,6 +260,18 @@ app.kubernetes.io/component: {{ .component }}
 {{- end }}
 {{- end }}
 
+{{/*
+The kmm-render image of a component (drift, upgrade), from .Values.<component>.image: the tag
+defaults to the chart's appVersion, the release the image was published with.
+*/}}
+{{- define "kmm.renderImage" -}}
+{{- $root := index . 0 }}
+{{- $component := index . 1 }}
+{{- $image := index $root.Values $component "image" }}
+{{- $repository := required (printf "%s.image.repository must not be empty: the default is kmm's published image; to mirror it, README \"The kmm-render image\"" $component) $image.repository }}
+{{- include "kmm.image" (dict "repository" $repository "tag" (default $root.Chart.AppVersion (toString $image.tag)) "digest" $image.digest) }}
+{{- end }}
+
 {{/* The port of a "host:port" bind address. */}}
 {{- define "kmm.bindPort" -}}
 {{- regexFind "[0-9]+$" (toString .) }}
@@ -465,6 +477,12 @@ volumeMounts:
 
 {{/* ---- The upgrade controller (upgrade.enabled) ---- */}}
 
+{{/* A module's upgrade policy, upgrade.policy merged under its own `upgrade:`, as JSON. Call with (list $ $m). */}}
+{{- define "kmm.upgrade.policy" -}}
+{{- $root := index . 0 }}{{- $m := index . 1 }}
+{{- mergeOverwrite (deepCopy $root.Values.upgrade.policy) (deepCopy (default dict $m.upgrade)) | toJson }}
+{{- end }}
+
 {{/*
 The upgrade controller's configuration (pkg/upgrade.Config) as JSON: every helm-managed module
 with upgrade.policy merged under its own `upgrade:`.
@@ -473,7 +491,7 @@ with upgrade.policy merged under its own `upgrade:`.
 {{- $mods := list }}
 {{- range $m := .Values.modules }}
 {{- if ne (default "helm" $m.via) "operator" }}
-{{- $policy := mergeOverwrite (deepCopy $.Values.upgrade.policy) (deepCopy (default dict $m.upgrade)) }}
+{{- $policy := include "kmm.upgrade.policy" (list $ $m) | fromJson }}
 {{- $mods = append $mods (dict "namespace" (include "kmm.module.namespace" (list $ $m)) "name" $m.name "devicePlugin" (not (empty $m.devicePlugin)) "policy" $policy) }}
 {{- end }}
 {{- end }}
@@ -490,8 +508,7 @@ Call with (list $ "evict") or (list $ "force").
 {{- $out := dict }}
 {{- range $m := $root.Values.modules }}
 {{- if ne (default "helm" $m.via) "operator" }}
-{{- $policy := mergeOverwrite (deepCopy $root.Values.upgrade.policy) (deepCopy (default dict $m.upgrade)) }}
-{{- $drain := default dict $policy.drain }}
+{{- $drain := default dict (include "kmm.upgrade.policy" (list $root $m) | fromJson).drain }}
 {{- if and $drain.podSelector (or (eq $what "evict") $drain.force) }}
 {{- range (default (list (include "kmm.module.namespace" (list $root $m))) $drain.namespaces) }}
 {{- $_ := set $out . true }}
