@@ -126,6 +126,10 @@ func TestArgoCDPlugin(t *testing.T) {
 		t.Errorf("application.yaml names plugin %q; a sidecar plugin %s of version %s is %q", app.Spec.Source.Plugin.Name, plugin.Metadata.Name, plugin.Spec.Version, want)
 	}
 
+	// The sidecar patch hands kmm-render over as generate expects: the init container's
+	// `kmm-render copy DIR` into a volume the sidecar mounts at DIR, KMM_RENDER=DIR/kmm-render.
+	kmmRender := checkSidecarPatch(t, filepath.Join(repo, "deploy", "argocd", "repo-server-patch.yaml"))
+
 	// The generate script and render.sh are POSIX sh (the sidecar's /bin/sh is dash or busybox).
 	script := filepath.Join(t.TempDir(), "generate.sh")
 	if err := os.WriteFile(script, []byte(strings.Join(plugin.Spec.Generate.Args, "\n")), 0o644); err != nil {
@@ -161,7 +165,7 @@ func TestArgoCDPlugin(t *testing.T) {
 		t.Helper()
 		dir := filepath.Join(work, fmt.Sprintf("helm%d", v))
 		cmdEnv := append(toolEnv(t, v, dir),
-			"KMM_RENDER="+binary(relDir),
+			"KMM_RENDER="+kmmRender,
 			"ARGOCD_APP_NAME="+app.Metadata.Name,
 			"ARGOCD_APP_NAMESPACE="+app.Spec.Destination.Namespace,
 			"ARGOCD_APP_SOURCE_PATH="+app.Spec.Source.Path,
@@ -297,4 +301,100 @@ func TestFluxRecipe(t *testing.T) {
 			}
 		})
 	}
+}
+
+type container struct {
+	Name    string   `json:"name"`
+	Image   string   `json:"image"`
+	Command []string `json:"command"`
+	Env     []struct {
+		Name  string `json:"name"`
+		Value string `json:"value"`
+	} `json:"env"`
+	VolumeMounts []struct {
+		Name      string `json:"name"`
+		MountPath string `json:"mountPath"`
+		SubPath   string `json:"subPath"`
+	} `json:"volumeMounts"`
+}
+
+// checkSidecarPatch checks repo-server-patch.yaml against itself and plugin.yaml's needs, runs
+// its init container's command with the release binary (into a temporary folder standing for
+// the shared volume), and returns the path of the copy, which generate then runs.
+func checkSidecarPatch(t *testing.T, path string) string {
+	t.Helper()
+	var d struct {
+		Kind     string `json:"kind"`
+		Metadata struct {
+			Name string `json:"name"`
+		} `json:"metadata"`
+		Spec struct {
+			Template struct {
+				Spec struct {
+					InitContainers []container `json:"initContainers"`
+					Containers     []container `json:"containers"`
+					Volumes        []struct {
+						Name      string `json:"name"`
+						ConfigMap *struct {
+							Name string `json:"name"`
+						} `json:"configMap"`
+						EmptyDir *struct{} `json:"emptyDir"`
+					} `json:"volumes"`
+				} `json:"spec"`
+			} `json:"template"`
+		} `json:"spec"`
+	}
+	readYAML(t, path, &d)
+	pod := d.Spec.Template.Spec
+	if d.Kind != "Deployment" || d.Metadata.Name != "argocd-repo-server" || len(pod.InitContainers) != 1 || len(pod.Containers) != 1 {
+		t.Fatalf("%s: want a Deployment argocd-repo-server patch with one init container and one sidecar", path)
+	}
+	init, side := pod.InitContainers[0], pod.Containers[0]
+	if !strings.HasPrefix(init.Image, "ghcr.io/kmm-dev/kmm-render:") || len(init.Command) != 3 || init.Command[0] != "/kmm-render" || init.Command[1] != "copy" {
+		t.Fatalf("init container: image %s command %v; want the kmm-render image running /kmm-render copy DIR", init.Image, init.Command)
+	}
+	dir := init.Command[2]
+	mountOf := func(c container, at string) string {
+		for _, m := range c.VolumeMounts {
+			if m.MountPath == at {
+				return m.Name
+			}
+		}
+		return ""
+	}
+	vol := mountOf(init, dir)
+	if vol == "" || mountOf(side, dir) != vol {
+		t.Errorf("the init container copies into %s, which it and the sidecar must mount from the same volume", dir)
+	}
+	env := map[string]string{}
+	for _, e := range side.Env {
+		env[e.Name] = e.Value
+	}
+	if env["KMM_RENDER"] != dir+"/kmm-render" {
+		t.Errorf("sidecar KMM_RENDER = %q, want %s/kmm-render", env["KMM_RENDER"], dir)
+	}
+	if mountOf(side, "/home/argocd/cmp-server/config/plugin.yaml") != "kmm-cmp" || len(side.Command) != 1 || side.Command[0] != "/var/run/argocd/argocd-cmp-server" {
+		t.Errorf("sidecar: want argocd-cmp-server with plugin.yaml from the kmm-cmp volume; got command %v", side.Command)
+	}
+	found := false
+	for _, v := range pod.Volumes {
+		if v.Name == "kmm-cmp" && v.ConfigMap != nil && v.ConfigMap.Name == "kmm-cmp" {
+			found = true
+		}
+	}
+	if !found {
+		t.Error("no kmm-cmp volume of ConfigMap kmm-cmp (kustomization.yaml's configMapGenerator)")
+	}
+	kust, err := os.ReadFile(filepath.Join(filepath.Dir(path), "kustomization.yaml"))
+	if err != nil || !strings.Contains(string(kust), "- name: kmm-cmp") || !strings.Contains(string(kust), "- plugin.yaml") || !strings.Contains(string(kust), "disableNameSuffixHash: true") {
+		t.Errorf("kustomization.yaml must generate ConfigMap kmm-cmp (no name suffix) from plugin.yaml (%v)", err)
+	}
+
+	// The init container's command, for real.
+	shared := t.TempDir()
+	out, err := exec.Command(binary(relDir), "copy", shared).CombinedOutput()
+	if err != nil {
+		t.Fatalf("kmm-render copy: %v\n%s", err, out)
+	}
+	return filepath.Join(shared, "kmm-render")
 }
