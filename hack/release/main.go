@@ -11,9 +11,9 @@
 //     $HELM_PLUGINS/kmm-render/bin/ and adds `helm kmm-render`;
 //   - SHA256SUMS of every other file, in `sha256sum -c` format.
 //
-// Archives are deterministic too (sorted entries, fixed owner, mode and time, gzip without a
-// name or time), so SHA256SUMS is the same for the same commit. The chart package is not: helm
-// package stamps the current time.
+// Archives are deterministic too (fixed entry order, owner and time, gzip without a name or
+// time; the chart package is rewritten so, as helm package stamps the current time), so
+// SHA256SUMS is the same for the same commit and Go toolchain.
 //
 // The version is -version, else derived from `git describe --tags --always --dirty`: a tag
 // vX.Y.Z gives X.Y.Z, N commits past it X.Y.Z-N-g<sha>; with no tag, <Chart.yaml
@@ -29,6 +29,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -283,10 +284,45 @@ func packageChart(root, out, version, helm string) error {
 	if err := cmd.Run(); err != nil {
 		return fmt.Errorf("%s package: %v\n%s", helm, err, stderr.String())
 	}
-	if _, err := os.Stat(filepath.Join(out, "kmm-"+version+".tgz")); err != nil {
+	pkg := filepath.Join(out, "kmm-"+version+".tgz")
+	if _, err := os.Stat(pkg); err != nil {
 		return fmt.Errorf("helm package did not write kmm-%s.tgz: %w", version, err)
 	}
-	return nil
+	return normalizeTgz(pkg)
+}
+
+// normalizeTgz rewrites an archive that helm package wrote with the time of packaging on each
+// entry and in the gzip header: the same entries in the same order, each dated 1970-01-01,
+// so the chart package is reproducible like the rest of the release.
+func normalizeTgz(path string) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	gz, err := gzip.NewReader(bytes.NewReader(data))
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	tr := tar.NewReader(gz)
+	var entries []entry
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w", path, err)
+		}
+		if h.Typeflag != tar.TypeReg && h.Typeflag != tar.TypeDir {
+			return fmt.Errorf("%s: %s is neither a file nor a folder", path, h.Name)
+		}
+		body, err := io.ReadAll(tr)
+		if err != nil {
+			return fmt.Errorf("%s: %w", path, err)
+		}
+		entries = append(entries, entry{name: h.Name, data: body, mode: h.Mode, dir: h.Typeflag == tar.TypeDir})
+	}
+	return writeTgz(path, entries)
 }
 
 var (

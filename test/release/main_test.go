@@ -65,8 +65,9 @@ func run(m *testing.M) int {
 	}
 	defer os.RemoveAll(work)
 
-	// The release build, twice: once with the version from git, once more with that version
-	// given, into another folder; kmm-render and the plugin archives must be byte-identical.
+	// The release build, twice: once with the version from git and Helm 3 packaging, once more
+	// with that version given and Helm 4 packaging, into another folder; every file must be
+	// byte-identical.
 	t0 := time.Now()
 	tool := filepath.Join(work, "release-tool")
 	if out, err := goCmd(repo, "build", "-o", tool, "./hack/release").CombinedOutput(); err != nil {
@@ -83,7 +84,7 @@ func run(m *testing.M) int {
 		return fail("the release build listed no chart package kmm-<version>.tgz:\n%s", out)
 	}
 	version = m1[1]
-	if _, err := runTool(tool, "-out", relDir2, "-no-chart", "-version", version, "-platforms", host); err != nil {
+	if _, err := runTool(tool, "-out", relDir2, "-helm", filepath.Join(assets, "helm4"), "-version", version, "-platforms", host); err != nil {
 		return fail("%v", err)
 	}
 	fmt.Fprintf(os.Stderr, "release: built %s twice (%.1fs)\n", version, time.Since(t0).Seconds())
