@@ -34,6 +34,8 @@ var (
 	platform = runtime.GOOS + "-" + runtime.GOARCH
 	registry string // host:port of the OCI registry
 	fileURL  string // http://host:port serving relDir (a release download page)
+
+	chartYAMLBefore []byte // charts/kmm/Chart.yaml before the release builds
 )
 
 func TestMain(m *testing.M) { os.Exit(run(m)) }
@@ -68,6 +70,9 @@ func run(m *testing.M) int {
 	// The release build, twice: once with the version from git and Helm 3 packaging, once more
 	// with that version given and Helm 4 packaging, into another folder; every file must be
 	// byte-identical.
+	if chartYAMLBefore, err = os.ReadFile(filepath.Join(repo, "charts", "kmm", "Chart.yaml")); err != nil {
+		return fail("%v", err)
+	}
 	t0 := time.Now()
 	tool := filepath.Join(work, "release-tool")
 	if out, err := goCmd(repo, "build", "-o", tool, "./hack/release").CombinedOutput(); err != nil {

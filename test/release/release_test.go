@@ -209,11 +209,9 @@ func TestArtifacts(t *testing.T) {
 			t.Errorf("values.yaml defaults to image %s, which artifacthub.io/images does not list", img)
 		}
 	}
-	// Packaging worked on a copy: the repository's Chart.yaml is as committed.
-	diff := exec.Command("git", "diff", "--quiet", "HEAD", "--", "charts/kmm/Chart.yaml")
-	diff.Dir = repo
-	if err := diff.Run(); err != nil {
-		t.Errorf("charts/kmm/Chart.yaml differs from HEAD after the release build (git diff: %v)", err)
+	// Packaging worked on a copy: the repository's Chart.yaml is as it was before the builds.
+	if now, err := os.ReadFile(filepath.Join(repo, "charts", "kmm", "Chart.yaml")); err != nil || !bytes.Equal(now, chartYAMLBefore) {
+		t.Errorf("the release build changed charts/kmm/Chart.yaml (%v)", err)
 	}
 }
 
