@@ -448,6 +448,10 @@ func installAndCheck(t *testing.T, c *localcluster.Cluster, v *vm, helm int, gue
 		}
 		args = append(args, "--post-renderer", localcluster.PluginName)
 	}
+	// The modules' namespace is the user's, as in the e2e tests.
+	if err := c.EnsureNamespace(ctx, moduleNamespace); err != nil {
+		t.Fatal(err)
+	}
 	out, stderr, err := c.Helm(ctx, helm, args...)
 	if err != nil {
 		t.Fatalf("%v\n%s%s", err, out, stderr)

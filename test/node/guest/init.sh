@@ -65,12 +65,14 @@ kubelet --config=/etc/kubernetes/kubelet.yaml --kubeconfig=/etc/kubernetes/kubel
 	--v=2 >/var/log/kubelet.log 2>&1 &
 log "ready"
 
-# The test's command channel: one line of sh in, its output then "@@KMM-NODE@@ rc N" out.
-stty -F /dev/ttyS1 raw -echo 2>/dev/null
-while read -r line </dev/ttyS1; do
-	sh -c "$line" >/tmp/cmd.out 2>&1
+# The test's command channel: one line of sh in, its output then "@@KMM-NODE@@ rc N" out. The
+# port is opened once, raw and without echo, so nothing the test sends comes back.
+exec 3<>/dev/ttyS1
+stty raw -echo <&3
+while read -r line <&3; do
+	sh -c "$line" </dev/null >/tmp/cmd.out 2>&1
 	rc=$?
-	{ cat /tmp/cmd.out; echo "@@KMM-NODE@@ rc $rc"; } >/dev/ttyS1
+	{ cat /tmp/cmd.out; echo "@@KMM-NODE@@ rc $rc"; } >&3
 done
 log "command channel closed"
 sleep infinity
