@@ -430,10 +430,10 @@ func modules(t *testing.T, v *vm) map[string]string {
 func installAndCheck(t *testing.T, c *localcluster.Cluster, v *vm, helm int, guestDiag func() string) {
 	ctx := context.Background()
 	kmmRender := filepath.Join(repoRoot, "bin", "kmm-render")
-	args := []string{"install", release, filepath.Join(repoRoot, "charts", "kmm"), "-n", releaseNS, "--create-namespace",
-		"-f", filepath.Join(repoRoot, "test", "node", "testdata", "values.yaml")}
+	values := filepath.Join(repoRoot, "test", "node", "testdata", "values.yaml")
+	var post []string
 	if helm == 3 {
-		args = append(args, "--post-renderer", kmmRender)
+		post = []string{"--post-renderer", kmmRender}
 	} else {
 		dir := filepath.Join(c.WorkDir, "plugin", localcluster.PluginName)
 		manifest, err := localcluster.PluginManifest(repoRoot)
@@ -446,8 +446,9 @@ func installAndCheck(t *testing.T, c *localcluster.Cluster, v *vm, helm int, gue
 		if err := c.InstallPlugin(ctx, dir); err != nil {
 			t.Fatal(err)
 		}
-		args = append(args, "--post-renderer", localcluster.PluginName)
+		post = []string{"--post-renderer", localcluster.PluginName}
 	}
+	args := append([]string{"install", release, filepath.Join(repoRoot, "charts", "kmm"), "-n", releaseNS, "--create-namespace", "-f", values}, post...)
 	// The modules' namespace is the user's, as in the e2e tests.
 	if err := c.EnsureNamespace(ctx, moduleNamespace); err != nil {
 		t.Fatal(err)
@@ -531,6 +532,7 @@ func installAndCheck(t *testing.T, c *localcluster.Cluster, v *vm, helm int, gue
 		t.Errorf("kmm_a's answer, greeting and version in the guest's /sys/module: %q, want 42, hi, 1.0.0", params)
 	}
 	t.Logf("guest /proc/modules: %s | %s", mods["kmm_a"], mods["kmm_b"])
+	t.Logf("guest kernel log of the modules:\n%s", v.mustRun(t, "dmesg | grep -i -e kmm -e firmware | tail -n 20"))
 
 	waitFor(t, 4*time.Minute, "the device plugin pod on "+nodeName+" to be Running and "+resourceName+" in the node's allocatable", func() (bool, error) {
 		ps, err := podsOnNode("device-plugin")
@@ -578,6 +580,8 @@ func installAndCheck(t *testing.T, c *localcluster.Cluster, v *vm, helm int, gue
 		return err != nil, nil
 	}, podDiag)
 
+	upgradeModule(t, c, v, helm, values, post, ready, podsOnNode, podDiag)
+
 	out, stderr, err = c.Helm(ctx, helm, "uninstall", release, "-n", releaseNS, "--wait", "--timeout", "5m")
 	if err != nil {
 		t.Fatalf("%v\n%s%s", err, out, stderr)
@@ -592,4 +596,92 @@ func installAndCheck(t *testing.T, c *localcluster.Cluster, v *vm, helm int, gue
 		pl, err := c.Client.CoreV1().Pods(moduleNamespace).List(ctx, metav1.ListOptions{})
 		return err == nil && len(pl.Items) == 0, err
 	}, podDiag)
+}
+
+// upgradeModule upgrades the release to module version 2.0.0 (values with every 1.0.0 replaced)
+// and runs the upgrade controller, kmm-upgrade, on the host with the configuration the chart
+// rendered: it must delete the 1.0.0 loader on the real node (which unloads kmm_a and kmm_b),
+// the new loader must load 2.0.0, and the device plugin must come back with its resource.
+func upgradeModule(t *testing.T, c *localcluster.Cluster, v *vm, helm int, values string, post []string,
+	ready func(corev1.Pod) bool, podsOnNode func(string) ([]corev1.Pod, error), podDiag func() string) {
+	t.Helper()
+	ctx := context.Background()
+	b, err := os.ReadFile(values)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	v2 := filepath.Join(dir, "values-2.0.0.yaml")
+	if err := os.WriteFile(v2, []byte(strings.ReplaceAll(string(b), "1.0.0", "2.0.0")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	old, err := podsOnNode("loader")
+	if err != nil || len(old) != 1 {
+		t.Fatalf("the 1.0.0 loader on %s: %v %v", nodeName, old, err)
+	}
+	args := append([]string{"upgrade", release, filepath.Join(repoRoot, "charts", "kmm"), "-n", releaseNS, "-f", v2}, post...)
+	if out, stderr, err := c.Helm(ctx, helm, args...); err != nil {
+		t.Fatalf("%v\n%s%s", err, out, stderr)
+	}
+	// The controller, as the chart's Deployment would run it (its ConfigMap), holding its Lease.
+	cms, err := c.Client.CoreV1().ConfigMaps(releaseNS).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/component=upgrade"})
+	if err != nil || len(cms.Items) != 1 {
+		t.Fatalf("the upgrade controller's ConfigMap in %s: %v (%d found)", releaseNS, err, len(cms.Items))
+	}
+	cm := cms.Items[0]
+	config := filepath.Join(dir, "config.json")
+	if err := os.WriteFile(config, []byte(cm.Data["config.json"]), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	logPath := filepath.Join(dir, "kmm-upgrade.log")
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	cmd := exec.CommandContext(cctx, filepath.Join(repoRoot, "bin", "kmm-upgrade"), "--config", config, "--kubeconfig", c.Kubeconfig,
+		"--interval", "1s", "--lease-namespace", releaseNS, "--lease-name", cm.Name, "--identity", "node-test")
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		cancel()
+		_ = cmd.Wait()
+		logFile.Close()
+		if t.Failed() {
+			b, _ := os.ReadFile(logPath)
+			t.Logf("kmm-upgrade's log:\n%s", b)
+		}
+	}()
+	waitFor(t, 6*time.Minute, "the upgrade controller to replace the loader on "+nodeName+" and the new one to load kmm_a 2.0.0", func() (bool, error) {
+		ps, err := podsOnNode("loader")
+		if err != nil || len(ps) != 1 || ps[0].Name == old[0].Name || !ready(ps[0]) {
+			return false, err
+		}
+		out, rc, err := v.run(ctx, "cat /sys/module/kmm_a/version")
+		return err == nil && rc == 0 && out == "2.0.0\n", err
+	}, podDiag)
+	mods := modules(t, v)
+	if _, ok := mods["kmm_b"]; !ok {
+		t.Errorf("kmm_b is not loaded after the upgrade: %v", mods)
+	}
+	params := v.mustRun(t, "cat /sys/module/kmm_a/parameters/answer /sys/module/kmm_a/parameters/greeting")
+	if params != "42\nhi\n" {
+		t.Errorf("kmm_a 2.0.0's parameters: %q, want 42 and hi", params)
+	}
+	waitFor(t, 4*time.Minute, "the device plugin back on "+nodeName+" with "+resourceName+" allocatable, and the node uncordoned, after the upgrade", func() (bool, error) {
+		ps, err := podsOnNode("device-plugin")
+		if err != nil || len(ps) != 1 || !ready(ps[0]) {
+			return false, err
+		}
+		n, err := c.Client.CoreV1().Nodes().Get(ctx, nodeName, metav1.GetOptions{})
+		if err != nil {
+			return false, err
+		}
+		q, ok := n.Status.Allocatable[resourceName]
+		return ok && q.Value() == 2 && !n.Spec.Unschedulable, nil
+	}, podDiag)
+	t.Logf("upgraded to kmm_a 2.0.0 on %s: %s", nodeName, mods["kmm_a"])
 }
