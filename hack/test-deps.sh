@@ -147,6 +147,17 @@ cmd_node() {
 	command -v mmdebstrap >/dev/null 2>&1 || missing+=(mmdebstrap)
 	{ command -v mke2fs || test -x /usr/sbin/mke2fs || test -x /sbin/mke2fs; } >/dev/null 2>&1 || missing+=(e2fsprogs)
 	apt_install "${missing[@]}"
+	# The guest boots the kernel with Debian's own initramfs (it mounts the virtio disk).
+	local v ok=
+	for v in $(kernels); do
+		[ -r "/boot/initrd.img-$v" ] && ok=1
+	done
+	if [ -z "$ok" ]; then
+		apt_install initramfs-tools
+		for v in $(kernels); do
+			[ -e "/boot/initrd.img-$v" ] || update-initramfs -c -k "$v" >/dev/null
+		done
+	fi
 }
 
 cmd_report() {

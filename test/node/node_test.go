@@ -534,6 +534,10 @@ func installAndCheck(t *testing.T, c *localcluster.Cluster, v *vm, helm int, gue
 	t.Logf("guest /proc/modules: %s | %s", mods["kmm_a"], mods["kmm_b"])
 	t.Logf("guest kernel log of the modules:\n%s", v.mustRun(t, "dmesg | grep -i -e kmm -e firmware | tail -n 20"))
 
+	if helm == 3 {
+		restartLoader(t, c, v, podsOnNode, ready, podDiag)
+	}
+
 	waitFor(t, 4*time.Minute, "the device plugin pod on "+nodeName+" to be Running and "+resourceName+" in the node's allocatable", func() (bool, error) {
 		ps, err := podsOnNode("device-plugin")
 		if err != nil || len(ps) != 1 || !ready(ps[0]) {
@@ -684,4 +688,39 @@ func upgradeModule(t *testing.T, c *localcluster.Cluster, v *vm, helm int, value
 		return ok && q.Value() == 2 && !n.Spec.Unschedulable, nil
 	}, podDiag)
 	t.Logf("upgraded to kmm_a 2.0.0 on %s: %s", nodeName, mods["kmm_a"])
+}
+
+// restartLoader kills the loader container's load.sh in the guest (SIGKILL: no unload, as an OOM
+// kill would) and checks that the kubelet restarts the container, which finds its modules loaded,
+// verifies them and is Ready again, with kmm_a and kmm_b still in the kernel.
+func restartLoader(t *testing.T, c *localcluster.Cluster, v *vm, podsOnNode func(string) ([]corev1.Pod, error),
+	ready func(corev1.Pod) bool, podDiag func() string) {
+	t.Helper()
+	ps, err := podsOnNode("loader")
+	if err != nil || len(ps) != 1 {
+		t.Fatalf("the loader on %s: %v %v", nodeName, ps, err)
+	}
+	before := int32(0)
+	for _, cs := range ps[0].Status.ContainerStatuses {
+		before += cs.RestartCount
+	}
+	// The container's main process, "/bin/sh /kmm/scripts/load.sh" (anchored: not this sh -c).
+	v.mustRun(t, "kill -KILL $(pgrep -f '^/bin/sh /kmm/scripts/load.sh')")
+	waitFor(t, 3*time.Minute, "the kubelet to restart the killed loader container and the pod to be Ready again", func() (bool, error) {
+		ps, err := podsOnNode("loader")
+		if err != nil || len(ps) != 1 {
+			return false, err
+		}
+		n := int32(0)
+		for _, cs := range ps[0].Status.ContainerStatuses {
+			n += cs.RestartCount
+		}
+		return n > before && ready(ps[0]), nil
+	}, podDiag)
+	mods := modules(t, v)
+	for _, m := range []string{"kmm_a", "kmm_b"} {
+		if _, ok := mods[m]; !ok {
+			t.Fatalf("%s left the kernel when its loader container was killed and restarted: %v", m, mods)
+		}
+	}
 }
