@@ -154,8 +154,7 @@ func TestRealNode(t *testing.T) {
 
 	// The registry, on 127.0.0.1 only.
 	regPort := freePort(t)
-	reg := startRegistry(t, tool(t, "registry-v3.1.2"), regPort, filepath.Join(work, "registry"))
-	_ = reg
+	startRegistry(t, tool(t, "registry-v3.1.2"), regPort, filepath.Join(work, "registry"))
 	host := fmt.Sprintf("127.0.0.1:%d", regPort)
 	pushImages(t, host, kernel, mods, busybox)
 	p.done("images built and pushed")
@@ -181,10 +180,8 @@ func TestRealNode(t *testing.T) {
 	p.done("control plane and kwok nodes")
 
 	config := configDisk(t, c, work)
-	apiPort := strings.TrimPrefix(c.Config.Host, "https://127.0.0.1:")
 	var apiPortN int
-	fmt.Sscan(apiPort, &apiPortN)
-	if apiPortN == 0 {
+	if _, err := fmt.Sscanf(c.Config.Host, "https://127.0.0.1:%d", &apiPortN); err != nil || apiPortN == 0 {
 		t.Fatalf("the API server is at %s, not https://127.0.0.1:PORT", c.Config.Host)
 	}
 	v := startVM(t, vmOptions{
@@ -272,8 +269,8 @@ func buildModules(t *testing.T, kernel, version, dir string) string {
 	return out
 }
 
-// startRegistry runs distribution's registry on 127.0.0.1:port, storing in dir.
-func startRegistry(t *testing.T, bin string, port int, dir string) *exec.Cmd {
+// startRegistry runs distribution's registry on 127.0.0.1:port, storing in dir, until the test ends.
+func startRegistry(t *testing.T, bin string, port int, dir string) {
 	t.Helper()
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
@@ -308,7 +305,6 @@ http:
 		c.Close()
 		return true, nil
 	}, nil)
-	return cmd
 }
 
 // baseLayer is the userland of the loader tools image and the module images: Debian's busybox
