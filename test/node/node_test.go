@@ -18,6 +18,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -548,7 +549,8 @@ func installAndCheck(t *testing.T, c *localcluster.Cluster, v *vm, helm int, gue
 	}, podDiag)
 
 	work := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Name: "workload", Namespace: moduleNamespace},
+		// app=kmm-work: the upgrade policy's drain.podSelector, so the upgrade evicts it.
+		ObjectMeta: metav1.ObjectMeta{Name: "workload", Namespace: moduleNamespace, Labels: map[string]string{"app": "kmm-work"}},
 		Spec: corev1.PodSpec{
 			NodeSelector:                  map[string]string{"kubernetes.io/hostname": nodeName},
 			TerminationGracePeriodSeconds: new(int64),
@@ -571,15 +573,6 @@ func installAndCheck(t *testing.T, c *localcluster.Cluster, v *vm, helm int, gue
 		}
 		return p.Spec.NodeName == nodeName && p.Status.Phase == corev1.PodRunning, nil
 	}, podDiag)
-	zero := int64(0)
-	if err := c.Client.CoreV1().Pods(moduleNamespace).Delete(ctx, "workload", metav1.DeleteOptions{GracePeriodSeconds: &zero}); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, 2*time.Minute, "the workload pod to go", func() (bool, error) {
-		_, err := c.Client.CoreV1().Pods(moduleNamespace).Get(ctx, "workload", metav1.GetOptions{})
-		return err != nil, nil
-	}, podDiag)
-
 	upgradeModule(t, c, v, helm, values, post, ready, podsOnNode, podDiag)
 
 	out, stderr, err = c.Helm(ctx, helm, "uninstall", release, "-n", releaseNS, "--wait", "--timeout", "5m")
@@ -600,8 +593,9 @@ func installAndCheck(t *testing.T, c *localcluster.Cluster, v *vm, helm int, gue
 
 // upgradeModule upgrades the release to module version 2.0.0 (values with every 1.0.0 replaced)
 // and runs the upgrade controller, kmm-upgrade, on the host with the configuration the chart
-// rendered: it must delete the 1.0.0 loader on the real node (which unloads kmm_a and kmm_b),
-// the new loader must load 2.0.0, and the device plugin must come back with its resource.
+// rendered: it must evict the workload that uses the module's resource (the policy's drain), delete
+// the 1.0.0 loader on the real node (which unloads kmm_a and kmm_b), the new loader must load
+// 2.0.0, and the device plugin must come back with its resource.
 func upgradeModule(t *testing.T, c *localcluster.Cluster, v *vm, helm int, values string, post []string,
 	ready func(corev1.Pod) bool, podsOnNode func(string) ([]corev1.Pod, error), podDiag func() string) {
 	t.Helper()
@@ -655,6 +649,10 @@ func upgradeModule(t *testing.T, c *localcluster.Cluster, v *vm, helm int, value
 			t.Logf("kmm-upgrade's log:\n%s", b)
 		}
 	}()
+	waitFor(t, 3*time.Minute, "the upgrade controller to evict the workload (app=kmm-work) from "+nodeName, func() (bool, error) {
+		_, err := c.Client.CoreV1().Pods(moduleNamespace).Get(ctx, "workload", metav1.GetOptions{})
+		return apierrors.IsNotFound(err), nil
+	}, podDiag)
 	waitFor(t, 6*time.Minute, "the upgrade controller to replace the loader on "+nodeName+" and the new one to load kmm_a 2.0.0", func() (bool, error) {
 		ps, err := podsOnNode("loader")
 		if err != nil || len(ps) != 1 || ps[0].Name == old[0].Name || !ready(ps[0]) {
