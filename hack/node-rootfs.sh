@@ -7,6 +7,8 @@
 # guest's init and configs (test/node/guest); packed by mke2fs -d. OUT is rebuilt only when an
 # input changed: OUT.inputs records their checksums. MIRROR overrides the Debian mirror.
 set -euo pipefail
+# mmdebstrap and mke2fs live in /usr/sbin, which a non-login PATH may leave out.
+PATH=$PATH:/usr/sbin:/sbin
 out=${1:?usage: node-rootfs.sh OUT KERNEL KUBELET CONTAINERD SHIM} kernel=${2:?} kubelet=${3:?} containerd=${4:?} shim=${5:?}
 here=$(cd "$(dirname "$0")/.." && pwd)
 guest=$here/test/node/guest

@@ -407,7 +407,11 @@ func configDisk(t *testing.T, c *localcluster.Cluster, work string) string {
 		t.Fatal(err)
 	}
 	img := filepath.Join(work, "config.ext4")
-	run(t, nil, "mke2fs", "-q", "-F", "-t", "ext4", "-d", root, img, "16M")
+	mke2fs, err := exec.LookPath("mke2fs")
+	if err != nil {
+		mke2fs = "/usr/sbin/mke2fs" // not on a PATH without the sbin folders
+	}
+	run(t, nil, mke2fs, "-q", "-F", "-t", "ext4", "-d", root, img, "16M")
 	return img
 }
 

@@ -1,5 +1,6 @@
 // Module kmm.dev/kmm/tools/node builds the tools the real-node and release tests run beside the
-// control plane: an OCI registry (distribution/distribution). Its own go.mod keeps their
+// control plane: an OCI registry (distribution/distribution), and containerd 2 with its runc shim
+// for the real-node test's guest (test/node). Its own go.mod keeps their
 // dependencies (grpc, otel, containerd's) apart from the control plane's tools module and from the
 // product.
 module kmm.dev/kmm/tools/node
