@@ -24,6 +24,8 @@ HELM3_VERSION := v3.22.0
 HELM4_VERSION := v4.3.1
 # distribution/distribution, the OCI registry of the release and real-node tests (tools/node/go.mod).
 REGISTRY_VERSION := v3.1.2
+# containerd of the real-node test's guest (tools/node/go.mod; 2.x: kubelet 1.37 needs its CRI).
+CONTAINERD_VERSION := v2.4.2
 CONTROLLER_GEN_VERSION := v0.20.1
 
 K8S_MINOR := $(word 2,$(subst ., ,$(K8S_VERSION)))
@@ -42,6 +44,10 @@ KUBECTL        := $(TOOLS_DIR)/kubectl-$(K8S_VERSION)
 HELM3          := $(TOOLS_DIR)/helm-$(HELM3_VERSION)
 HELM4          := $(TOOLS_DIR)/helm-$(HELM4_VERSION)
 REGISTRY       := $(TOOLS_DIR)/registry-$(REGISTRY_VERSION)
+KUBELET        := $(TOOLS_DIR)/kubelet-$(K8S_VERSION)
+CONTAINERD     := $(TOOLS_DIR)/containerd-$(CONTAINERD_VERSION)
+CONTAINERD_SHIM := $(TOOLS_DIR)/containerd-shim-runc-v2-$(CONTAINERD_VERSION)
+DEVICE_PLUGIN  := $(TOOLS_DIR)/kmm-device-plugin-$(K8S_VERSION)
 
 comma := ,
 
@@ -146,6 +152,16 @@ unit: apt-deps ## Run the tests that need no control plane and no built tools (q
 .PHONY: e2e
 e2e: tools build ## Run the end-to-end tests only: local control plane, Helm 3 and 4, every example.
 	KUBEBUILDER_ASSETS=$(ASSETS) $(GO) test -count=1 -v -timeout 40m ./test/e2e
+
+# Debian packages of the real-node test: the kernel test's, plus mmdebstrap and e2fsprogs for the
+# guest's disk (hack/node-rootfs.sh). Installed with apt-get when missing (as root).
+.PHONY: node-deps
+node-deps: kernel-deps ## Install the real-node test's Debian packages (the kernel test's, mmdebstrap, e2fsprogs) when missing.
+	@bash hack/test-deps.sh node
+
+.PHONY: node-test
+node-test: node-deps deps-report node-tools build ## Real containers on a real kubelet: a qemu guest joined to the local control plane, the chart installed with Helm 3 and 4 (docs/node-test.md).
+	KMM_NODE_TEST=1 KUBEBUILDER_ASSETS=$(ASSETS) $(GO) test -count=1 -v -timeout 30m ./test/node
 
 .PHONY: kernel-test
 kernel-test: kernel-deps deps-report ## Build, sign, load and unload examples/kmod on a real kernel in qemu, with the chart's own scripts.
@@ -291,7 +307,7 @@ DEMO_TOOLS := kube-apiserver kube-controller-manager kube-scheduler etcd kwok he
 ALL_TOOLS  := $(DEMO_TOOLS) helm4
 TOOL_ENV := TOOLS_DIR=$(TOOLS_DIR) GO=$(GO) K8S_VERSION=$(K8S_VERSION) ETCD_VERSION=$(ETCD_VERSION) \
 	KWOK_VERSION=$(KWOK_VERSION) HELM3_VERSION=$(HELM3_VERSION) HELM4_VERSION=$(HELM4_VERSION) REGISTRY_VERSION=$(REGISTRY_VERSION) \
-	K8S_LDFLAGS='$(K8S_LDFLAGS)' HELM3_LDFLAGS='$(HELM3_LDFLAGS)' HELM4_LDFLAGS='$(HELM4_LDFLAGS)'
+	CONTAINERD_VERSION=$(CONTAINERD_VERSION) K8S_LDFLAGS='$(K8S_LDFLAGS)' HELM3_LDFLAGS='$(HELM3_LDFLAGS)' HELM4_LDFLAGS='$(HELM4_LDFLAGS)'
 
 .PHONY: tools
 tools: $(ASSETS)/.stamp-all-$(K8S_VERSION)-$(ETCD_VERSION)-$(KWOK_VERSION)-$(HELM3_VERSION)-$(HELM4_VERSION) ## Build the local control plane, kwok and helm 3/4.
@@ -326,6 +342,16 @@ $(REGISTRY):
 .PHONY: registry
 registry: $(REGISTRY) ## Build the OCI registry (distribution/distribution) the release and real-node tests push to.
 	@$(MAKE) --no-print-directory assets
+
+# The real-node test's guest binaries (not part of make tools): static kubelet, containerd, shim.
+$(KUBELET) $(DEVICE_PLUGIN):
+	@$(TOOL_ENV) bash hack/build-tools.sh kubelet kmm-device-plugin
+
+$(CONTAINERD) $(CONTAINERD_SHIM):
+	@$(TOOL_ENV) bash hack/build-tools.sh containerd containerd-shim-runc-v2
+
+.PHONY: node-tools
+node-tools: tools $(REGISTRY) $(KUBELET) $(DEVICE_PLUGIN) $(CONTAINERD) $(CONTAINERD_SHIM) ## Build what the real-node test runs besides the control plane: registry, kubelet, containerd, the test device plugin.
 
 # kubectl is for the cluster benchmark only (make bench-cluster), so make tools does not build it.
 $(KUBECTL):

@@ -4,9 +4,11 @@
 # $KUBEBUILDER_ASSETS already holds is linked instead of built.
 #
 # Names: kube-apiserver kube-controller-manager kube-scheduler etcd kwok kubectl helm3 helm4, and
-# registry (distribution/distribution, from the tools/node module).
+# registry (distribution/distribution, from the tools/node module); kubelet, containerd and
+# containerd-shim-runc-v2, static (CGO_ENABLED=0), for the real-node test's guest (test/node), and
+# kmm-device-plugin (tools/cmd/kmm-device-plugin), the device plugin image of that test.
 # Versions and link flags come from the Makefile's environment: K8S_VERSION ETCD_VERSION
-# KWOK_VERSION HELM3_VERSION HELM4_VERSION REGISTRY_VERSION K8S_LDFLAGS HELM3_LDFLAGS HELM4_LDFLAGS,
+# KWOK_VERSION HELM3_VERSION HELM4_VERSION REGISTRY_VERSION CONTAINERD_VERSION K8S_LDFLAGS HELM3_LDFLAGS HELM4_LDFLAGS,
 # GO, TOOLS_DIR.
 #
 # Why one `go build` for all of them: the tools share most of their packages (client-go,
@@ -19,12 +21,13 @@ set -euo pipefail
 
 version_of() {
 	case $1 in
-	kube-apiserver | kube-controller-manager | kube-scheduler | kubectl) echo "$K8S_VERSION" ;;
+	kube-apiserver | kube-controller-manager | kube-scheduler | kubectl | kubelet | kmm-device-plugin) echo "$K8S_VERSION" ;;
 	etcd) echo "$ETCD_VERSION" ;;
 	kwok) echo "$KWOK_VERSION" ;;
 	helm3) echo "$HELM3_VERSION" ;;
 	helm4) echo "$HELM4_VERSION" ;;
 	registry) echo "${REGISTRY_VERSION:?}" ;;
+	containerd | containerd-shim-runc-v2) echo "${CONTAINERD_VERSION:?}" ;;
 	*) echo "build-tools: unknown tool $1" >&2; exit 1 ;;
 	esac
 }
@@ -40,18 +43,19 @@ file_of() {
 # package_of NAME: the Go package of its main, in the tools module.
 package_of() {
 	case $1 in
-	kube-apiserver | kube-controller-manager | kube-scheduler | kubectl | etcd) echo "./cmd/$1" ;;
+	kube-apiserver | kube-controller-manager | kube-scheduler | kubectl | etcd | kubelet | kmm-device-plugin) echo "./cmd/$1" ;;
 	kwok) echo "sigs.k8s.io/kwok/cmd/kwok" ;;
 	helm3) echo "helm.sh/helm/v3/cmd/helm" ;;
 	helm4) echo "helm.sh/helm/v4/cmd/helm" ;;
 	registry) echo "github.com/distribution/distribution/v3/cmd/registry" ;;
+	containerd | containerd-shim-runc-v2) echo "github.com/containerd/containerd/v2/cmd/$1" ;;
 	esac
 }
 
 # module_of NAME: the folder of the Go module that builds it.
 module_of() {
 	case $1 in
-	registry) echo node ;;
+	registry | containerd | containerd-shim-runc-v2) echo node ;;
 	*) echo . ;;
 	esac
 }
@@ -71,10 +75,15 @@ done
 [ ${#todo[@]} -gt 0 ] || exit 0
 
 # helm3 and helm4 are both "helm": the second one builds in a go command of its own. The tools of
-# tools/node build in a go command of their own, in that module.
-first=() second=() node=()
+# tools/node build in a go command of their own, in that module. The guest's binaries (kubelet,
+# containerd and its shim) are static: one go command each module, with CGO_ENABLED=0.
+first=() second=() node=() guest=() guestnode=()
 for name in "${todo[@]}"; do
-	if [ "$(module_of "$name")" = node ]; then
+	if [ "$name" = kubelet ] || [ "$name" = kmm-device-plugin ]; then
+		guest+=("$name")
+	elif [ "$name" = containerd ] || [ "$name" = containerd-shim-runc-v2 ]; then
+		guestnode+=("$name")
+	elif [ "$(module_of "$name")" = node ]; then
 		node+=("$name")
 	elif [ "$name" = helm4 ] && [[ " ${todo[*]} " == *" helm3 "* ]]; then
 		second+=("$name")
@@ -91,7 +100,7 @@ build() {
 	for name in "$@"; do pkgs+=("$(package_of "$name")"); done
 	echo "building $* (one go build; a cold build takes minutes, cached in bin/tools afterwards)"
 	(cd "$(dirname "$0")/../tools/$module" &&
-		"$GO" build -trimpath -ldflags "-s -w $K8S_LDFLAGS $HELM3_LDFLAGS $HELM4_LDFLAGS" -o "$out/" "${pkgs[@]}")
+		"$GO" build -trimpath ${TAGS:+-tags "$TAGS"} -ldflags "-s -w $K8S_LDFLAGS $HELM3_LDFLAGS $HELM4_LDFLAGS" -o "$out/" "${pkgs[@]}")
 	for name in "$@"; do
 		case $name in helm3 | helm4) bin=helm ;; *) bin=$name ;; esac
 		mv "$out/$bin" "$(file_of "$name")"
@@ -101,3 +110,6 @@ build() {
 if [ ${#first[@]} -gt 0 ]; then build . "${first[@]}"; fi
 if [ ${#second[@]} -gt 0 ]; then build . "${second[@]}"; fi
 if [ ${#node[@]} -gt 0 ]; then build node "${node[@]}"; fi
+if [ ${#guest[@]} -gt 0 ]; then CGO_ENABLED=0 build . "${guest[@]}"; fi
+# containerd without the snapshotters the guest does not use (they need cgo or libraries).
+if [ ${#guestnode[@]} -gt 0 ]; then CGO_ENABLED=0 TAGS="no_btrfs no_devmapper no_zfs" build node "${guestnode[@]}"; fi

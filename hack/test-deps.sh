@@ -5,6 +5,9 @@
 #   hack/test-deps.sh apt TOOLS_DIR     shellcheck, and a busybox whose sh looks commands up on
 #                                       PATH before its applets, at TOOLS_DIR/busybox
 #   hack/test-deps.sh kernel            qemu, Debian's cloud kernel and headers, kmod, openssl
+#   hack/test-deps.sh node              the kernel test's packages, plus mmdebstrap and e2fsprogs,
+#                                       which build the real-node test's guest rootfs and images
+#                                       (test/node) from Debian's packages
 #   hack/test-deps.sh report TOOLS_DIR  each one's version and package; exits 1 naming the
 #                                       package when one is missing or of a shape the tests do
 #                                       not handle
@@ -138,6 +141,25 @@ cmd_kernel() {
 	apt_install "${missing[@]}"
 }
 
+cmd_node() {
+	local missing=()
+	cmd_kernel
+	command -v mmdebstrap >/dev/null 2>&1 || missing+=(mmdebstrap)
+	{ command -v mke2fs || test -x /usr/sbin/mke2fs || test -x /sbin/mke2fs; } >/dev/null 2>&1 || missing+=(e2fsprogs)
+	apt_install "${missing[@]}"
+	# The guest boots the kernel with Debian's own initramfs (it mounts the virtio disk).
+	local v ok=
+	for v in $(kernels); do
+		[ -r "/boot/initrd.img-$v" ] && ok=1
+	done
+	if [ -z "$ok" ]; then
+		apt_install initramfs-tools
+		for v in $(kernels); do
+			[ -e "/boot/initrd.img-$v" ] || update-initramfs -c -k "$v" >/dev/null
+		done
+	fi
+}
+
 cmd_report() {
 	local tools=${1:?usage: test-deps.sh report TOOLS_DIR} bad=() p v k
 	echo "test dependencies (hack/test-deps.sh report):"
@@ -196,6 +218,7 @@ cmd_report() {
 case ${1:-} in
 apt) shift; cmd_apt "$@" ;;
 kernel) shift; cmd_kernel "$@" ;;
+node) shift; cmd_node "$@" ;;
 report) shift; cmd_report "$@" ;;
-*) die "usage: test-deps.sh apt TOOLS_DIR | kernel | report TOOLS_DIR" ;;
+*) die "usage: test-deps.sh apt TOOLS_DIR | kernel | node | report TOOLS_DIR" ;;
 esac

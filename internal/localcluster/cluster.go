@@ -282,7 +282,8 @@ func (c *Cluster) startComponents(ctx context.Context) error {
 	}
 	kwokArgs := []string{
 		"--kubeconfig=" + c.Kubeconfig,
-		"--manage-all-nodes=true",
+		// Every node but a real one (a kubelet's, test/node): kwok would otherwise take it over.
+		"--manage-nodes-with-label-selector=!" + RealNodeLabel,
 		"--node-lease-duration-seconds=40",
 		"--cidr=10.128.0.0/16",
 	}

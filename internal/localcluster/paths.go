@@ -11,6 +11,10 @@ import (
 // Binaries the harness needs in the assets folder (see `make tools`).
 var requiredBinaries = []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok"}
 
+// RealNodeLabel marks a node that a real kubelet runs (test/node): kwok manages every node
+// without it, and leaves that one to its kubelet.
+const RealNodeLabel = "kmm.dev/real-node"
+
 // KwokStages are the kwok stage files the harness loads from <assets>/kwok-stages.
 var KwokStages = []string{"node-initialize.yaml", "node-heartbeat.yaml", "pod-ready.yaml", "pod-complete.yaml", "pod-delete.yaml"}
 

@@ -113,6 +113,25 @@ func TestLoad(t *testing.T) {
 		check:       notLoaded,
 		termination: says("could not unload in-tree module bnx-x (in use?): stop what uses it or remove it from inTreeModulesToRemove"),
 	}, {
+		// A restarted loader container finds the emptyDir state of the one before (an emptyDir
+		// outlives container restarts; found while adding test/node's restart check on a real
+		// kubelet): the stale "loaded" must not make the readiness probe pass while this run
+		// has not loaded anything, or fails.
+		name: "a restart clears the state of the previous run",
+		env:  map[string]string{"KMM_MODULE": "a", "KMM_KERNEL": "5.14.0-1", "KMM_ONESHOT": "true"},
+		setup: func(s *sandbox) {
+			s.write("state/loaded", "")
+			s.write("state/versions", "a: 1.0\n")
+		},
+		wantCode:  1,
+		wantCalls: func(*sandbox) [][]string { return nil },
+		check: func(t *testing.T, s *sandbox) {
+			notLoaded(t, s)
+			assert.False(t, s.exists("state/versions"), "state/versions of the previous run was kept")
+		},
+		termination: says("this loader is for kernel 5.14.0-1 but the node runs 6.1.0-test: " +
+			"the pod was scheduled on the wrong node; check its nodeSelector"),
+	}, {
 		name:      "kernel mismatch",
 		env:       map[string]string{"KMM_MODULE": "a", "KMM_KERNEL": "5.14.0-1", "KMM_ONESHOT": "true"},
 		wantCode:  1,

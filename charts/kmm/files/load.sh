@@ -95,6 +95,11 @@ trim() {
 	printf '%s' "$t"
 }
 
+# The state of an earlier run of this container: kmm-state is an emptyDir, which outlives a
+# container restart, and the readiness probe only tests for "loaded". Until this run has loaded
+# and verified the modules, the pod is not Ready.
+rm -f "$KMM_STATE/loaded" "$KMM_STATE/versions" || die "could not clear the state folder $KMM_STATE"
+
 # a. kernel check
 running=$(uname -r) || die "could not run uname -r: the loader image needs uname"
 if [ -n "$KMM_KERNEL" ] && [ "$KMM_KERNEL" != "$running" ]; then
