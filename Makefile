@@ -139,7 +139,7 @@ deps-report: ## Print the busybox, shellcheck, qemu, kmod, openssl and kernel th
 	@bash hack/test-deps.sh report $(TOOLS_DIR)
 
 .PHONY: test
-test: kernel-deps deps-report tools registry build lint fuzz ## Run every test: unit, golden, chart lint, a real kernel in qemu and end-to-end against a local control plane.
+test: node-deps deps-report tools registry node-tools build lint fuzz ## Run every test: unit, golden, chart lint, a real kernel in qemu, end-to-end against a local control plane, and a real node (containerd, kubelet) in qemu.
 	KUBEBUILDER_ASSETS=$(ASSETS) $(GO) test -count=1 -timeout 40m ./...
 
 # Packages whose tests take -update to rewrite their golden files.
@@ -147,7 +147,7 @@ GOLDEN_PKGS = $(sort $(dir $(shell grep -rl --include='*_test.go' 'flag\.Bool."u
 
 .PHONY: unit
 unit: apt-deps ## Run the tests that need no control plane and no built tools (quick; works on a fresh clone).
-	$(GO) test -count=1 $$($(GO) list ./... | grep -v -e /test/e2e -e /test/helmcli -e /test/kernel)
+	$(GO) test -count=1 $$($(GO) list ./... | grep -v -e /test/e2e -e /test/helmcli -e /test/kernel -e /test/release -e /test/node)
 
 .PHONY: e2e
 e2e: tools build ## Run the end-to-end tests only: local control plane, Helm 3 and 4, every example.
@@ -161,7 +161,7 @@ node-deps: kernel-deps ## Install the real-node test's Debian packages (the kern
 
 .PHONY: node-test
 node-test: node-deps deps-report node-tools build ## Real containers on a real kubelet: a qemu guest joined to the local control plane, the chart installed with Helm 3 and 4 (docs/node-test.md).
-	KMM_NODE_TEST=1 KUBEBUILDER_ASSETS=$(ASSETS) $(GO) test -count=1 -v -timeout 30m ./test/node
+	KUBEBUILDER_ASSETS=$(ASSETS) $(GO) test -count=1 -v -timeout 30m ./test/node
 
 .PHONY: kernel-test
 kernel-test: kernel-deps deps-report ## Build, sign, load and unload examples/kmod on a real kernel in qemu, with the chart's own scripts.

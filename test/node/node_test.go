@@ -129,9 +129,6 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() (bool
 }
 
 func TestRealNode(t *testing.T) {
-	if os.Getenv("KMM_NODE_TEST") == "" {
-		t.Skip("the real-node test runs with make node-test (KMM_NODE_TEST=1): it boots a qemu guest and builds its disk")
-	}
 	p := &phases{t: t, last: time.Now()}
 	kernel := cloudKernel(t)
 	work := t.TempDir()
