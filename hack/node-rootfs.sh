@@ -2,7 +2,7 @@
 # node-rootfs.sh OUT KERNEL KUBELET CONTAINERD SHIM: the real-node test's guest disk (test/node), an
 # ext4 image at OUT, built only from Debian packages and the given binaries, without a loop mount:
 # mmdebstrap (bookworm, from the host's apt mirror) with runc, kmod, iproute2, util-linux, mount,
-# Debian's CNI plugins; plus containerd and its runc shim, the kubelet, the kernel's modules
+# Debian's CNI plugins, socat (the kubernetes Service's forwarder, guest/init.sh); plus containerd and its runc shim, the kubelet, the kernel's modules
 # (/lib/modules/KERNEL: overlay, bridge, veth, virtio... are modules in the cloud kernel), the
 # guest's init and configs (test/node/guest); packed by mke2fs -d. OUT is rebuilt only when an
 # input changed: OUT.inputs records their checksums. MIRROR overrides the Debian mirror.
@@ -14,7 +14,7 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 guest=$here/test/node/guest
 mirror=${MIRROR:-$(sed -n 's/^URIs: *//p' /etc/apt/sources.list.d/debian.sources 2>/dev/null | head -n 1)}
 mirror=${mirror:-http://deb.debian.org/debian}
-packages=mount,iproute2,kmod,runc,containernetworking-plugins,util-linux,procps,ca-certificates
+packages=mount,iproute2,kmod,runc,containernetworking-plugins,util-linux,procps,ca-certificates,socat
 
 inputs=$( {
 	echo "packages $packages mirror $mirror kernel $kernel"

@@ -47,6 +47,11 @@ type Options struct {
 	// change the objects being measured. Nothing makes nodes Ready then, so Nodes (which waits
 	// for that) cannot be combined with it; create nodes with Client, status included.
 	APIServerOnly bool
+	// ServiceAccountTokens enables the API server's ServiceAccount admission plugin, which
+	// envtest disables: pods then get their ServiceAccount's token volume (kube-api-access-*),
+	// which a real kubelet mounts (test/node). kwok's pods need none, and without it a pod whose
+	// ServiceAccount does not exist yet is admitted, as the e2e tests expect.
+	ServiceAccountTokens bool
 }
 
 // Cluster is a running local control plane.
@@ -204,9 +209,19 @@ func (c *Cluster) startControlPlane(o Options) error {
 	api := env.ControlPlane.GetAPIServer()
 	api.CertDir = filepath.Join(c.WorkDir, "apiserver")
 	api.Out, api.Err = apiLog, apiLog
+	// Our own serving certificate (envtest's only names localhost and 127.0.0.1): it also names
+	// the kubernetes Service, so pods' in-cluster clients can verify it (test/node).
+	ca, err := writeAPIServerCerts(api.CertDir)
+	if err != nil {
+		return fmt.Errorf("writing the API server's certificates: %w", err)
+	}
+	api.SecureServing.CA = ca
 	api.Configure().
 		Set("allow-privileged", "true").
-		Set("service-cluster-ip-range", "10.0.0.0/24")
+		Set("service-cluster-ip-range", ServiceCIDR)
+	if o.ServiceAccountTokens {
+		api.Configure().Disable("disable-admission-plugins")
+	}
 	c.env = env
 
 	c.logf("starting etcd and kube-apiserver (envtest, %s)", c.AssetsDir)

@@ -155,6 +155,7 @@ func TestRealNode(t *testing.T) {
 	startRegistry(t, tool(t, "registry-v3.1.2"), regPort, filepath.Join(work, "registry"))
 	host := fmt.Sprintf("127.0.0.1:%d", regPort)
 	pushImages(t, host, kernel, mods, busybox)
+	pushRenderImage(t, host, "1", filepath.Join(work, "render"))
 	p.done("images built and pushed")
 
 	// The control plane, kwok nodes (testdata/nodes.yaml) and the guest's kubelet.
@@ -164,6 +165,8 @@ func TestRealNode(t *testing.T) {
 		Nodes:     filepath.Join(repoRoot, "test", "node", "testdata", "nodes.yaml"),
 		WorkDir:   filepath.Join(work, "cluster"),
 		Log:       testWriter{t},
+		// The upgrade controller's pod on the real node reads its token (in-cluster config).
+		ServiceAccountTokens: true,
 	})
 	if err != nil {
 		t.Fatalf("starting the local cluster: %v", err)
@@ -592,9 +595,9 @@ func installAndCheck(t *testing.T, c *localcluster.Cluster, v *vm, helm int, gue
 	}, podDiag)
 }
 
-// upgradeModule upgrades the release to module version 2.0.0 (values with every 1.0.0 replaced)
-// and runs the upgrade controller, kmm-upgrade, on the host with the configuration the chart
-// rendered: it must evict the workload that uses the module's resource (the policy's drain), delete
+// upgradeModule upgrades the release to module version 2.0.0 (values with every 1.0.0 replaced);
+// the chart's upgrade controller (its Deployment, kmm-upgrade from the kmm-render image, on the
+// real node, restarted by its new configuration, holding its Lease) must evict the workload that uses the module's resource (the policy's drain), delete
 // the 1.0.0 loader on the real node (which unloads kmm_a and kmm_b), the new loader must load
 // 2.0.0, and the device plugin must come back with its resource.
 func upgradeModule(t *testing.T, c *localcluster.Cluster, v *vm, helm int, values string, post []string,
@@ -614,42 +617,15 @@ func upgradeModule(t *testing.T, c *localcluster.Cluster, v *vm, helm int, value
 	if err != nil || len(old) != 1 {
 		t.Fatalf("the 1.0.0 loader on %s: %v %v", nodeName, old, err)
 	}
+	ctrl := upgradeController(t, c, v, podDiag)
+	t.Logf("the upgrade controller %s runs on %s and holds its Lease", ctrl, nodeName)
 	args := append([]string{"upgrade", release, filepath.Join(repoRoot, "charts", "kmm"), "-n", releaseNS, "-f", v2}, post...)
 	if out, stderr, err := c.Helm(ctx, helm, args...); err != nil {
 		t.Fatalf("%v\n%s%s", err, out, stderr)
 	}
-	// The controller, as the chart's Deployment would run it (its ConfigMap), holding its Lease.
-	cms, err := c.Client.CoreV1().ConfigMaps(releaseNS).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/component=upgrade"})
-	if err != nil || len(cms.Items) != 1 {
-		t.Fatalf("the upgrade controller's ConfigMap in %s: %v (%d found)", releaseNS, err, len(cms.Items))
-	}
-	cm := cms.Items[0]
-	config := filepath.Join(dir, "config.json")
-	if err := os.WriteFile(config, []byte(cm.Data["config.json"]), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	logPath := filepath.Join(dir, "kmm-upgrade.log")
-	logFile, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cctx, cancel := context.WithCancel(ctx)
-	cmd := exec.CommandContext(cctx, filepath.Join(repoRoot, "bin", "kmm-upgrade"), "--config", config, "--kubeconfig", c.Kubeconfig,
-		"--interval", "1s", "--lease-namespace", releaseNS, "--lease-name", cm.Name, "--identity", "node-test")
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		cancel()
-		_ = cmd.Wait()
-		logFile.Close()
-		if t.Failed() {
-			b, _ := os.ReadFile(logPath)
-			t.Logf("kmm-upgrade's log:\n%s", b)
-		}
-	}()
+	// The chart's controller (the same pod: the upgrade changes no configuration of it) does
+	// the upgrade below, still on the real node and holding its Lease.
+	ctrl = upgradeController(t, c, v, podDiag)
 	waitFor(t, 3*time.Minute, "the upgrade controller to evict the workload (app=kmm-work) from "+nodeName, func() (bool, error) {
 		_, err := c.Client.CoreV1().Pods(moduleNamespace).Get(ctx, "workload", metav1.GetOptions{})
 		return apierrors.IsNotFound(err), nil
@@ -682,7 +658,10 @@ func upgradeModule(t *testing.T, c *localcluster.Cluster, v *vm, helm int, value
 		q, ok := n.Status.Allocatable[resourceName]
 		return ok && q.Value() == 2 && !n.Spec.Unschedulable, nil
 	}, podDiag)
-	t.Logf("upgraded to kmm_a 2.0.0 on %s: %s", nodeName, mods["kmm_a"])
+	if again := upgradeController(t, c, v, podDiag); again != ctrl {
+		t.Logf("the upgrade controller's pod is now %s (was %s)", again, ctrl)
+	}
+	t.Logf("upgraded to kmm_a 2.0.0 on %s by %s: %s", nodeName, ctrl, mods["kmm_a"])
 }
 
 // restartLoader kills the loader container's load.sh in the guest (SIGKILL: no unload, as an OOM
@@ -718,4 +697,69 @@ func restartLoader(t *testing.T, c *localcluster.Cluster, v *vm, podsOnNode func
 			t.Fatalf("%s left the kernel when its loader container was killed and restarted: %v", m, mods)
 		}
 	}
+}
+
+// upgradeController waits for the chart's upgrade controller: one pod of its Deployment Running
+// and Ready on the real node (not a kwok node: there its container would only be
+// pretended), and holding the controller's Lease (the chart's ConfigMap's name, in the release's
+// namespace), which it can only take through the API server's kubernetes Service with its
+// ServiceAccount's token. It returns the pod's name.
+func upgradeController(t *testing.T, c *localcluster.Cluster, v *vm, podDiag func() string) string {
+	t.Helper()
+	ctx := context.Background()
+	sel := "app.kubernetes.io/component=upgrade"
+	cms, err := c.Client.CoreV1().ConfigMaps(releaseNS).List(ctx, metav1.ListOptions{LabelSelector: sel})
+	if err != nil || len(cms.Items) != 1 {
+		t.Fatalf("the upgrade controller's ConfigMap in %s: %v (%v)", releaseNS, err, cms)
+	}
+	lease := cms.Items[0].Name
+	var pod, holder string
+	diag := func() string {
+		pl, _ := c.Client.CoreV1().Pods(releaseNS).List(ctx, metav1.ListOptions{LabelSelector: sel})
+		var b strings.Builder
+		for _, p := range pl.Items {
+			fmt.Fprintf(&b, "upgrade pod %s on %s: %s %v\n", p.Name, p.Spec.NodeName, p.Status.Phase, p.Status.ContainerStatuses)
+		}
+		fmt.Fprintf(&b, "Lease %s/%s held by %q\n", releaseNS, lease, holder)
+		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		out, _, _ := v.run(cctx, "tail -n 20 /var/log/pods/"+releaseNS+"_*upgrade*/*/*.log; tail -n 5 /var/log/kubernetes-service.log; grep kmm-upgrade /var/log/kubelet.log | tail -n 10")
+		return b.String() + "kmm-upgrade's log in the guest:\n" + out + podDiag()
+	}
+	waitFor(t, 5*time.Minute, "the upgrade controller's pod Running on "+nodeName+" and holding the Lease "+releaseNS+"/"+lease, func() (bool, error) {
+		pl, err := c.Client.CoreV1().Pods(releaseNS).List(ctx, metav1.ListOptions{LabelSelector: sel})
+		if err != nil {
+			return false, err
+		}
+		pod = ""
+		for _, p := range pl.Items {
+			if p.DeletionTimestamp != nil {
+				continue
+			}
+			if p.Spec.NodeName != nodeName {
+				return false, fmt.Errorf("the upgrade controller's pod %s is on %s, not %s", p.Name, p.Spec.NodeName, nodeName)
+			}
+			for _, cs := range p.Status.ContainerStatuses {
+				if cs.RestartCount >= 3 {
+					t.Fatalf("the upgrade controller's container %s/%s restarted %d times\n%s", p.Name, cs.Name, cs.RestartCount, diag())
+				}
+			}
+			if p.Status.Phase == corev1.PodRunning && len(p.Status.ContainerStatuses) == 1 && p.Status.ContainerStatuses[0].Ready {
+				pod = p.Name
+			}
+		}
+		if pod == "" {
+			return false, nil
+		}
+		l, err := c.Client.CoordinationV1().Leases(releaseNS).Get(ctx, lease, metav1.GetOptions{})
+		if err != nil {
+			return false, err
+		}
+		holder = ""
+		if l.Spec.HolderIdentity != nil {
+			holder = *l.Spec.HolderIdentity
+		}
+		return holder == pod, nil
+	}, diag)
+	return pod
 }

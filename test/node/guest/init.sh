@@ -53,6 +53,12 @@ ip addr add 10.0.2.15/24 dev "$nic"
 ip route add default via 10.0.2.2
 echo "nameserver 10.0.2.3" >/etc/resolv.conf
 echo "10.0.2.15 kmm-node" >>/etc/hosts
+# The kubernetes Service (10.0.0.1:443, the first address of the cluster's service range): there
+# is no kube-proxy, so a forwarder bound on that address relays each connection to the API
+# server's forward (10.0.2.100:6443). Pods reach it through their gateway (cni0) as an address of
+# this host; the API server's certificate names 10.0.0.1 and kubernetes.default.svc.
+ip addr add 10.0.0.1/32 dev lo
+socat TCP-LISTEN:443,bind=10.0.0.1,fork,reuseaddr TCP:10.0.2.100:6443 >/var/log/kubernetes-service.log 2>&1 &
 
 mkdir -p /var/log /var/lib/kubelet /var/lib/containerd /etc/cni/net.d
 log "starting containerd"
