@@ -19,6 +19,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"kmm.dev/kmm/internal/ldd"
 )
 
 // File modes of a newc cpio archive.
@@ -110,32 +112,12 @@ func (r *initramfs) tree(p, dir string) error {
 // ldd lists, at the paths ldd prints.
 func (r *initramfs) binary(ctx context.Context, p, prog string) error {
 	r.hostFile(p, 0o755, prog)
-	out, err := exec.CommandContext(ctx, "ldd", prog).CombinedOutput()
+	libs, err := ldd.Libraries(ctx, prog)
 	if err != nil {
-		if strings.Contains(string(out), "not a dynamic executable") || strings.Contains(string(out), "statically linked") {
-			return nil
-		}
-		return fmt.Errorf("ldd %s: %v: %s", prog, err, out)
+		return err
 	}
-	for _, line := range strings.Split(string(out), "\n") {
-		fields := strings.Fields(line)
-		lib := ""
-		switch {
-		case len(fields) >= 3 && fields[1] == "=>" && strings.HasPrefix(fields[2], "/"):
-			lib = fields[2]
-		case len(fields) >= 1 && strings.HasPrefix(fields[0], "/"):
-			lib = fields[0]
-		case len(fields) >= 3 && fields[1] == "=>" && fields[2] == "not":
-			return fmt.Errorf("ldd %s: %s", prog, strings.TrimSpace(line))
-		}
-		if lib == "" {
-			continue
-		}
-		real, err := filepath.EvalSymlinks(lib)
-		if err != nil {
-			return err
-		}
-		r.hostFile(lib, 0o755, real)
+	for _, lib := range libs {
+		r.hostFile(lib.Path, 0o755, lib.File)
 	}
 	return nil
 }

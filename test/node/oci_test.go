@@ -14,12 +14,13 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"path"
 	"path/filepath"
 	"sort"
 	"strings"
 	"time"
+
+	"kmm.dev/kmm/internal/ldd"
 )
 
 // layer is an image layer under construction: files by path (no leading slash). Folders are
@@ -95,30 +96,12 @@ func (l *layer) binary(p, prog string) error {
 	if err := l.hostFile(p, prog); err != nil {
 		return err
 	}
-	out, err := exec.Command("ldd", prog).CombinedOutput()
+	libs, err := ldd.Libraries(context.Background(), prog)
 	if err != nil {
-		if strings.Contains(string(out), "not a dynamic executable") || strings.Contains(string(out), "statically linked") {
-			return nil
-		}
-		return fmt.Errorf("ldd %s: %v: %s", prog, err, out)
+		return err
 	}
-	for _, line := range strings.Split(string(out), "\n") {
-		f := strings.Fields(line)
-		lib := ""
-		switch {
-		case len(f) >= 3 && f[1] == "=>" && strings.HasPrefix(f[2], "/"):
-			lib = f[2]
-		case len(f) >= 1 && strings.HasPrefix(f[0], "/"):
-			lib = f[0]
-		}
-		if lib == "" {
-			continue
-		}
-		real, err := filepath.EvalSymlinks(lib)
-		if err != nil {
-			return err
-		}
-		if err := l.hostFile(strings.TrimPrefix(lib, "/usr"), real); err != nil {
+	for _, lib := range libs {
+		if err := l.hostFile(strings.TrimPrefix(lib.Path, "/usr"), lib.File); err != nil {
 			return err
 		}
 	}
