@@ -539,18 +539,8 @@ func installAndCheck(t *testing.T, c *localcluster.Cluster, v *vm, helm int, gue
 		restartLoader(t, c, v, podsOnNode, ready, podDiag)
 	}
 
-	waitFor(t, 4*time.Minute, "the device plugin pod on "+nodeName+" to be Running and "+resourceName+" in the node's allocatable", func() (bool, error) {
-		ps, err := podsOnNode("device-plugin")
-		if err != nil || len(ps) != 1 || !ready(ps[0]) {
-			return false, err
-		}
-		n, err := c.Client.CoreV1().Nodes().Get(ctx, nodeName, metav1.GetOptions{})
-		if err != nil {
-			return false, err
-		}
-		q, ok := n.Status.Allocatable[resourceName]
-		return ok && q.Value() == 2, nil
-	}, podDiag)
+	waitFor(t, 4*time.Minute, "the device plugin pod on "+nodeName+" to be Running and "+resourceName+" in the node's allocatable",
+		devicePluginServing(ctx, c, podsOnNode, ready, false), podDiag)
 
 	work := &corev1.Pod{
 		// app=kmm-work: the upgrade policy's drain.podSelector, so the upgrade evicts it.
@@ -646,18 +636,8 @@ func upgradeModule(t *testing.T, c *localcluster.Cluster, v *vm, helm int, value
 	if params != "42\nhi\n" {
 		t.Errorf("kmm_a 2.0.0's parameters: %q, want 42 and hi", params)
 	}
-	waitFor(t, 4*time.Minute, "the device plugin back on "+nodeName+" with "+resourceName+" allocatable, and the node uncordoned, after the upgrade", func() (bool, error) {
-		ps, err := podsOnNode("device-plugin")
-		if err != nil || len(ps) != 1 || !ready(ps[0]) {
-			return false, err
-		}
-		n, err := c.Client.CoreV1().Nodes().Get(ctx, nodeName, metav1.GetOptions{})
-		if err != nil {
-			return false, err
-		}
-		q, ok := n.Status.Allocatable[resourceName]
-		return ok && q.Value() == 2 && !n.Spec.Unschedulable, nil
-	}, podDiag)
+	waitFor(t, 4*time.Minute, "the device plugin back on "+nodeName+" with "+resourceName+" allocatable, and the node uncordoned, after the upgrade",
+		devicePluginServing(ctx, c, podsOnNode, ready, true), podDiag)
 	if again := upgradeController(t, c, v, podDiag); again != ctrl {
 		t.Logf("the upgrade controller's pod is now %s (was %s)", again, ctrl)
 	}
@@ -667,6 +647,24 @@ func upgradeModule(t *testing.T, c *localcluster.Cluster, v *vm, helm int, value
 // restartLoader kills the loader container's load.sh in the guest (SIGKILL: no unload, as an OOM
 // kill would) and checks that the kubelet restarts the container, which finds its modules loaded,
 // verifies them and is Ready again, with kmm_a and kmm_b still in the kernel.
+// devicePluginServing is a waitFor condition: one Ready device plugin pod on the real node and
+// its resource, 2 of it, in the node's allocatable; with uncordoned, the node schedulable too.
+func devicePluginServing(ctx context.Context, c *localcluster.Cluster, podsOnNode func(string) ([]corev1.Pod, error),
+	ready func(corev1.Pod) bool, uncordoned bool) func() (bool, error) {
+	return func() (bool, error) {
+		ps, err := podsOnNode("device-plugin")
+		if err != nil || len(ps) != 1 || !ready(ps[0]) {
+			return false, err
+		}
+		n, err := c.Client.CoreV1().Nodes().Get(ctx, nodeName, metav1.GetOptions{})
+		if err != nil {
+			return false, err
+		}
+		q, ok := n.Status.Allocatable[resourceName]
+		return ok && q.Value() == 2 && (!uncordoned || !n.Spec.Unschedulable), nil
+	}
+}
+
 func restartLoader(t *testing.T, c *localcluster.Cluster, v *vm, podsOnNode func(string) ([]corev1.Pod, error),
 	ready func(corev1.Pod) bool, podDiag func() string) {
 	t.Helper()
