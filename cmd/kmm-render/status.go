@@ -26,8 +26,9 @@ nodes, and shows per module and node: the kernel, the version the node's loader 
 now (wanted), the version its Ready loader pod loaded and verified (loaded), the upgrade state
 (kmm-upgrade's upgrade-state label; else current, outdated, skipped or no-loader), the device
 plugin (ready, starting, paused) and whether the node is cordoned, then the last failure message
-of each loader that failed. It only reads (list on DaemonSets, ControllerRevisions, pods and
-nodes).`,
+of each loader that failed, and the build Job each outdated node waits for (modules built in the
+cluster; kmm-upgrade starts a node once its Job is complete). It only reads (list on DaemonSets,
+ControllerRevisions, pods and nodes, and on Jobs when a module's loaders name a build Job).`,
 		Args:          cobra.NoArgs,
 		SilenceUsage:  true,
 		SilenceErrors: true,

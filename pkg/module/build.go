@@ -84,6 +84,11 @@ type BuildPlan struct {
 	UnsignedImage string
 	// Strategy is the module's build strategy.
 	Strategy Strategy
+	// InsecureRegistry is the mapping's registryTLS (else the container's): the image's registry
+	// is reached over plain HTTP or without verifying its certificate by the build's push and
+	// the image checks (KMM's semantics for builds; nodes pull through their runtime's own
+	// registry configuration).
+	InsecureRegistry bool
 	// OSHeaders and OSKmod are the build defaults' recipes for the kernel's OS (kmm-render's
 	// Settings.OSDefaults): build.sh puts them in the build context as kmm-os-headers.sh and
 	// kmm-os-kmod.sh unless the context has its own.
@@ -104,6 +109,7 @@ func (m *Module) BuildPlanFor(i int, kernel, image string) (*BuildPlan, error) {
 		return nil, nil
 	}
 	p := &BuildPlan{Build: b, Image: image, Strategy: m.BuildStrategy()}
+	p.InsecureRegistry = m.InsecureRegistry(i)
 	vars := SubstitutionVars(kernel, m.Name, m.Namespace)
 	if b != nil {
 		k := MatchKernel(kernel)
@@ -153,6 +159,21 @@ func (m *Module) BuildPlanFor(i int, kernel, image string) (*BuildPlan, error) {
 		}
 	}
 	return p, nil
+}
+
+// InsecureRegistry reports whether kernel mapping i's image registry is reached over plain HTTP
+// or without verifying its certificate: the mapping's registryTLS, else the container's (KMM's
+// rule).
+func (m *Module) InsecureRegistry(i int) bool {
+	c := m.Container()
+	if c == nil || i < 0 || i >= len(c.KernelMappings) {
+		return false
+	}
+	tls := c.RegistryTLS
+	if km := c.KernelMappings[i]; km.RegistryTLS != nil {
+		tls = *km.RegistryTLS
+	}
+	return tls.Insecure || tls.InsecureSkipTLSVerify
 }
 
 // IntermediateImage is where KMM pushes a built image before signing it: the final image's tag

@@ -282,9 +282,6 @@ func validateSign(s *kmmv1beta1.Sign, dir string, p *field.Path) field.ErrorList
 // checks what kmm builds, signs and runs itself.
 func helmOnly(m *Module, spec *field.Path) field.ErrorList {
 	var errs field.ErrorList
-	operatorOnly := func(p *field.Path, what string) {
-		errs = append(errs, field.Forbidden(p, what+" is implemented by the KMM controller only: use `via: operator` for this module, or remove it"))
-	}
 	c := m.Container()
 	if c == nil {
 		errs = append(errs, field.Required(spec.Child("moduleLoader"), "a helm-managed module needs moduleLoader.container (its image, modprobe and kernel mappings)"))
@@ -300,13 +297,34 @@ func helmOnly(m *Module, spec *field.Path) field.ErrorList {
 		errs = append(errs, field.Invalid(cp.Child("version"), c.Version, "the version is a node label value: "+msg))
 	}
 	errs = append(errs, ValidateUpgrade(m.Upgrade, spec.Child("upgrade"))...)
+	// registryTLS is how kmm reaches the image's registry where it does so itself: the build
+	// Job's push and the image checks of registry builds (as KMM's builds do). Nodes pull the
+	// image through their container runtime, whose registry configuration it cannot change.
+	registryBuild := func(i int) bool {
+		if m.BuildStrategy() != StrategyRegistry {
+			return false
+		}
+		km := &c.KernelMappings[i]
+		return c.Build != nil || c.Sign != nil || km.Build != nil || km.Sign != nil
+	}
+	insecureTLS := func(p *field.Path) {
+		errs = append(errs, field.Forbidden(p, "registryTLS applies to the image's registry where kmm reaches it itself, "+
+			"the push and image checks of registry builds, and this module builds nothing there; nodes pull through their container runtime's "+
+			"own registry configuration (containerd: /etc/containerd/certs.d/<registry>/hosts.toml). Remove it, or use `via: operator`"))
+	}
 	if c.RegistryTLS.Insecure || c.RegistryTLS.InsecureSkipTLSVerify {
-		operatorOnly(cp.Child("registryTLS"), "pulling from insecure registries")
+		any := false
+		for i := range c.KernelMappings {
+			any = any || registryBuild(i)
+		}
+		if !any {
+			insecureTLS(cp.Child("registryTLS"))
+		}
 	}
 	for i := range c.KernelMappings {
 		km := &c.KernelMappings[i]
-		if km.RegistryTLS != nil && (km.RegistryTLS.Insecure || km.RegistryTLS.InsecureSkipTLSVerify) {
-			operatorOnly(cp.Child("kernelMappings").Index(i).Child("registryTLS"), "pulling from insecure registries")
+		if km.RegistryTLS != nil && (km.RegistryTLS.Insecure || km.RegistryTLS.InsecureSkipTLSVerify) && !registryBuild(i) {
+			insecureTLS(cp.Child("kernelMappings").Index(i).Child("registryTLS"))
 		}
 	}
 	errs = append(errs, validateBuilds(m, spec)...)

@@ -312,7 +312,24 @@ func TestValidateHelmOnly(t *testing.T) {
 		}},
 		{name: "rebuild trigger", via: ViaHelm, mutate: func(m *Module) { m.ImageRebuildTriggerGeneration = &gen }},
 		{name: "insecure registry", via: ViaHelm, mutate: func(m *Module) { container(m).RegistryTLS.Insecure = true },
-			want: []string{"modules[3].moduleLoader.container.registryTLS: Forbidden"}},
+			want: []string{"modules[3].moduleLoader.container.registryTLS: Forbidden", "builds nothing", "hosts.toml"}},
+		{name: "insecure registry of a registry build", via: ViaHelm, mutate: func(m *Module) {
+			container(m).RegistryTLS.Insecure = true
+			container(m).Build = &kmmv1beta1.Build{DockerfileConfigMap: &corev1.LocalObjectReference{Name: "df"}}
+		}},
+		{name: "insecure registry of a node build", via: ViaHelm, mutate: func(m *Module) {
+			container(m).RegistryTLS.InsecureSkipTLSVerify = true
+			container(m).Build = &kmmv1beta1.Build{DockerfileConfigMap: &corev1.LocalObjectReference{Name: "df"}}
+			m.Builder = &Builder{Strategy: StrategyNode}
+		}, want: []string{"modules[3].moduleLoader.container.registryTLS: Forbidden"}},
+		{name: "insecure registry of a mapping that builds", via: ViaHelm, mutate: func(m *Module) {
+			km := &container(m).KernelMappings[0]
+			km.RegistryTLS = &kmmv1beta1.TLSOptions{Insecure: true}
+			km.Build = &kmmv1beta1.Build{DockerfileConfigMap: &corev1.LocalObjectReference{Name: "df"}}
+		}},
+		{name: "insecure registry of a mapping that does not build", via: ViaHelm, mutate: func(m *Module) {
+			container(m).KernelMappings[0].RegistryTLS = &kmmv1beta1.TLSOptions{Insecure: true}
+		}, want: []string{"modules[3].moduleLoader.container.kernelMappings[0].registryTLS: Forbidden"}},
 	})
 }
 

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -31,8 +32,7 @@ type buildParts struct {
 	volumes                 []corev1.Volume
 }
 
-func newBuildParts(m *Module, bp *module.BuildPlan) buildParts {
-	var p buildParts
+func newBuildParts(m *Module, bp *module.BuildPlan) (p buildParts) {
 	add := func(env *[]corev1.EnvVar, name string, values ...string) {
 		if v := strings.Join(values, "\n"); v != "" {
 			*env = append(*env, corev1.EnvVar{Name: name, Value: v})
@@ -45,6 +45,22 @@ func newBuildParts(m *Module, bp *module.BuildPlan) buildParts {
 	} else {
 		add(&p.buildEnv, "KMM_OUTPUT", "registry")
 		add(&p.buildEnv, "KMM_IMAGE", bp.Image)
+	}
+	// The registries a registry build pushes to over plain HTTP or unverified TLS: the image's
+	// (registryTLS) and the unsigned image's (sign.unsignedImageRegistryTLS), once each.
+	var insecure []string
+	addInsecure := func(image string) {
+		if h := module.RegistryHost(image); !slices.Contains(insecure, h) {
+			insecure = append(insecure, h)
+		}
+	}
+	defer func() {
+		if !node {
+			add(&p.buildEnv, "KMM_INSECURE_REGISTRIES", insecure...)
+		}
+	}()
+	if bp.InsecureRegistry && !node {
+		addInsecure(bp.Image)
 	}
 	if b := bp.Build; b != nil {
 		args := make([]string, len(bp.Args))
@@ -87,7 +103,7 @@ func newBuildParts(m *Module, bp *module.BuildPlan) buildParts {
 		add(signEnv, "KMM_SIGN", "true")
 		add(signEnv, "KMM_UNSIGNED_IMAGE", bp.UnsignedImage)
 		if s.UnsignedImageRegistryTLS.Insecure || s.UnsignedImageRegistryTLS.InsecureSkipTLSVerify {
-			add(signEnv, "KMM_INSECURE_REGISTRIES", module.RegistryHost(bp.UnsignedImage))
+			addInsecure(bp.UnsignedImage)
 		}
 	}
 	add(signEnv, "KMM_DIR_NAME", dir)
@@ -164,7 +180,11 @@ func (t *Template) expandBuild(tg Target, bp *module.BuildPlan, o ExpandOptions)
 	if check, err := podContainer(job, "initContainers", contract.ContainerCheck); err != nil {
 		return nil, err
 	} else if check != nil {
-		if err := t.envNodes.set(check, []corev1.EnvVar{{Name: "KMM_IMAGE", Value: bp.Image}}); err != nil {
+		env := []corev1.EnvVar{{Name: "KMM_IMAGE", Value: bp.Image}}
+		if bp.InsecureRegistry {
+			env = append(env, corev1.EnvVar{Name: "KMM_INSECURE", Value: "true"})
+		}
+		if err := t.envNodes.set(check, env); err != nil {
 			return nil, err
 		}
 	}

@@ -244,6 +244,44 @@ func TestExpandBuildInsecureRegistries(t *testing.T) {
 	assert.Equal(t, "r.example.com", env["KMM_INSECURE_REGISTRIES"], "the unsigned image's registry")
 }
 
+// registryTLS (KMM: the module image's registry) makes the build push over plain HTTP and the
+// image checks use crane --insecure, in the build Job and in the loader's wait; the 5.15
+// mapping's own registryTLS wins over the container's (KMM's rule). One registry is listed once
+// when the unsigned image is there too.
+func TestExpandBuildRegistryTLS(t *testing.T) {
+	mod := strings.Replace(buildModuleJSON, `"modprobe":`, `"registryTLS":{"insecure":true},"modprobe":`, 1)
+	mod = strings.Replace(mod, `"certSecret":{"name":"sb-cert"},`, `"certSecret":{"name":"sb-cert"},"unsignedImageRegistryTLS":{"insecure":true},`, 1)
+	mod = strings.Replace(mod, `{"regexp":"^5\\.15\\.","build"`, `{"regexp":"^5\\.15\\.","registryTLS":{},"build"`, 1)
+	require.Contains(t, mod, `"registryTLS":{},`)
+	jobs, names := expandBuildJobs(t, mod, nil)
+	require.Len(t, jobs, 2)
+	for _, j := range jobs {
+		kernel := j.Annotations[contract.AnnotationKernel]
+		build := envMap(container(t, j.Spec.Template.Spec.Containers, contract.ContainerBuild))
+		check := envMap(container(t, j.Spec.Template.Spec.InitContainers, contract.ContainerCheck))
+		if kernel == "6.1.0-28-cloud-amd64" {
+			assert.Equal(t, "r.example.com", build["KMM_INSECURE_REGISTRIES"], "%s: the image's and the unsigned image's registry, once", kernel)
+			assert.Equal(t, map[string]string{"KMM_IMAGE": "r.example.com/kmod:" + kernel, "KMM_INSECURE": "true"}, check, kernel)
+		} else {
+			assert.Equal(t, "r.example.com", build["KMM_INSECURE_REGISTRIES"], "%s: the unsigned image's registry only", kernel)
+			assert.Equal(t, map[string]string{"KMM_IMAGE": "r.example.com/kmod:" + kernel}, check, "%s: the mapping's registryTLS is secure", kernel)
+		}
+	}
+
+	m := compile(t, mod)
+	p, err := NewPlan(m, buildNodes(), kl)
+	require.NoError(t, err)
+	out, err := templateFor(t, loaderTemplateYAML(""), m).Expand(p, ExpandOptions{KernelLabel: kl, BuildJobs: names})
+	require.NoError(t, err)
+	waits := map[string]map[string]string{}
+	for _, n := range out[1:] {
+		ds := decode[appsv1.DaemonSet](t, n)
+		waits[ds.Annotations[contract.AnnotationKernel]] = envMap(ds.Spec.Template.Spec.InitContainers[0])
+	}
+	assert.Equal(t, "true", waits["6.1.0-28-cloud-amd64"]["KMM_INSECURE"])
+	assert.NotContains(t, waits["5.15.0-105-generic"], "KMM_INSECURE")
+}
+
 func TestBuildJobNames(t *testing.T) {
 	base, _ := expandBuildJobs(t, buildModuleJSON, map[string]string{"kmm-demo/kmod-src": "FROM a"})
 	names := func(jobs []batchv1.Job) map[string]string {

@@ -191,7 +191,11 @@ func (t *Template) waitForBuild(ds *yaml.RNode, tg Target, o ExpandOptions) erro
 	if err != nil || w == nil {
 		return err
 	}
-	return t.envNodes.set(w, []corev1.EnvVar{{Name: "KMM_IMAGE", Value: tg.Image}, {Name: "KMM_BUILD_JOB", Value: t.Module.Namespace + "/" + job}})
+	env := []corev1.EnvVar{{Name: "KMM_IMAGE", Value: tg.Image}, {Name: "KMM_BUILD_JOB", Value: t.Module.Namespace + "/" + job}}
+	if t.Module.InsecureRegistry(tg.Mapping) {
+		env = append(env, corev1.EnvVar{Name: "KMM_INSECURE", Value: "true"})
+	}
+	return t.envNodes.set(w, env)
 }
 
 // nodeBuild fills in the init containers that build (and sign) the module on the node, and

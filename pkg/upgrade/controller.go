@@ -32,6 +32,7 @@ const (
 	ReasonUpgrading       = "ModuleUpgrading"
 	ReasonUpgraded        = "ModuleUpgraded"
 	ReasonUpgradeFailed   = "ModuleUpgradeFailed"
+	ReasonBuildFailed     = "ModuleBuildFailed"
 )
 
 // Component is the Events' source.
@@ -51,7 +52,8 @@ type Options struct {
 type Controller struct {
 	o        Options
 	policies map[string]Policy
-	// reported remembers the loader failures already recorded as Events (pod UID/restarts).
+	// reported remembers the loader failures already recorded as Events (pod UID/restarts), and
+	// the build waits and failures already logged or recorded (node, Job, state).
 	reported map[string]bool
 	seq      int // tells apart the names of Events recorded in one instant
 }
@@ -239,8 +241,10 @@ func (c *Controller) reconcileModule(ctx context.Context, m ModuleConfig, nodes 
 		}
 	}
 	budget := pol.Budget(total)
+	jobs := &buildJobs{c: c.o.Client, namespace: m.Namespace, name: m.Name}
 
-	// New upgrades, in node name order, while the bounds allow.
+	// New upgrades, in node name order, while the bounds allow. A node whose new image is still
+	// being built (or whose build failed) waits outside the bounds, its old version loaded.
 	for _, name := range names {
 		nv := v.Nodes[name]
 		old := v.Outdated(nv)
@@ -274,6 +278,12 @@ func (c *Controller) reconcileModule(ctx context.Context, m ModuleConfig, nodes 
 			if _, ok := nv.Node.Labels[contract.ModuleNodeLabel(m.Namespace, m.Name, contract.SuffixUpgradeRequested)]; !ok {
 				continue
 			}
+		}
+		if ok, err := c.buildReady(ctx, m, v, nv, jobs); err != nil || !ok {
+			if err != nil {
+				errs = append(errs, err)
+			}
+			continue
 		}
 		extra := 1
 		if !PodReady(v.Loader(nv)) {

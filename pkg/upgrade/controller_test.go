@@ -3,6 +3,9 @@ package upgrade
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -12,8 +15,10 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
@@ -21,7 +26,10 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
 	"k8s.io/utils/ptr"
+	"sigs.k8s.io/kustomize/kyaml/kio"
+	"sigs.k8s.io/yaml"
 
+	"kmm.dev/kmm/pkg/chartrender"
 	"kmm.dev/kmm/pkg/module"
 )
 
@@ -115,6 +123,35 @@ func loaderDS(name, version, hash string, revision int64) []runtime.Object {
 		})
 	}
 	return out
+}
+
+// built marks loaderDS's DaemonSet as one whose image the build Job job builds (kmm-render's
+// render.kmm.dev/build-job).
+func built(objs []runtime.Object, job string) []runtime.Object {
+	ds := objs[0].(*appsv1.DaemonSet)
+	ds.Annotations = with(ds.Annotations, "render.kmm.dev/build-job", job)
+	return objs
+}
+
+// buildJob is a build Job of the module, as kmm-render labels it: "running", "complete" (its
+// Complete condition, or only status.succeeded with "succeeded") or "failed".
+func buildJob(name, state string) *batchv1.Job {
+	j := &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, UID: types.UID("uid-" + name),
+		Labels: with(modLabels, "kmm.node.kubernetes.io/role", "build", "app.kubernetes.io/component", "module-build")}}
+	switch state {
+	case "running":
+		j.Status.Active = 1
+	case "complete":
+		j.Status.Succeeded = 1
+		j.Status.Conditions = []batchv1.JobCondition{{Type: batchv1.JobComplete, Status: corev1.ConditionTrue}}
+	case "succeeded":
+		j.Status.Succeeded = 1
+	case "failed":
+		j.Status.Failed = 3
+		j.Status.Conditions = []batchv1.JobCondition{{Type: batchv1.JobFailed, Status: corev1.ConditionTrue,
+			Reason: "BackoffLimitExceeded", Message: "Job has reached the specified backoff limit"}}
+	}
+	return j
 }
 
 func pod(name, nodeName, role, ds, hash, version string, ready bool) *corev1.Pod {
@@ -550,12 +587,14 @@ func TestConfig(t *testing.T) {
 }
 
 // Every API call the controller makes is one the chart's RBAC for it grants
-// (templates/upgrade/rbac.yaml, leases aside: cmd/kmm-upgrade's leader election), and every
-// grant is used: an upgrade with a forced drain goes through all of them.
+// (templates/upgrade/rbac.yaml as rendered for the same module, leases aside: cmd/kmm-upgrade's
+// leader election), and every grant is used: an upgrade with a forced drain and a finished
+// build Job goes through all of them.
 func TestCallsMatchTheChartsRBAC(t *testing.T) {
 	consumer := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "burn", Namespace: "ml", Labels: map[string]string{"app": "burn"},
 		DeletionTimestamp: ptr.To(metav1.NewTime(t0)), Finalizers: []string{"hold"}}, Spec: corev1.PodSpec{NodeName: "a"}}
-	objs := append(loaderDS("gpu-loader-k1", "v2", "new", 2), node("a", nil), loader("l-a", "a", "gpu-loader-k1", "old1", "v1", true),
+	objs := append(built(loaderDS("gpu-loader-k1", "v2", "new", 2), "gpu-build-k1"), buildJob("gpu-build-k1", "complete"),
+		node("a", nil), loader("l-a", "a", "gpu-loader-k1", "old1", "v1", true),
 		plugin("dp-a", "a", true), consumer,
 		&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "burn-2", Namespace: "ml", Labels: map[string]string{"app": "burn"}}, Spec: corev1.PodSpec{NodeName: "a"}})
 	w := newWorld(t, gpu(module.UpgradePolicy{Drain: &module.DrainPolicy{PodSelector: "app=burn", Namespaces: []string{"ml"}, Timeout: "1m", Force: true}}), objs...)
@@ -570,14 +609,27 @@ func TestCallsMatchTheChartsRBAC(t *testing.T) {
 	w.pass()
 	require.Equal(t, "upgrade-done", w.state("a"))
 
-	// The chart's rules, as "namespace verb resource" ("*": every module or drain namespace).
-	granted := map[string]bool{
-		"- list nodes": true, "- patch nodes": true,
-		"kmm-demo list daemonsets": true, "kmm-demo list controllerrevisions": true,
-		"kmm-demo list pods": true, "kmm-demo delete pods": true,
-		"ml list pods": true, "ml create pods/eviction": true, "ml delete pods": true,
-		"default create events": true,
-	}
+	granted := chartRBAC(t, `
+upgrade:
+  enabled: true
+modules:
+  - name: gpu
+    namespace: kmm-demo
+    selector: {example.com/gpu: "true"}
+    moduleLoader:
+      container:
+        containerImage: registry.example.com/gpu:${KERNEL_FULL_VERSION}
+        modprobe: {moduleName: gpu}
+        build:
+          dockerfileConfigMap: {name: gpu-src}
+        kernelMappings:
+          - regexp: '^.+$'
+    devicePlugin:
+      container:
+        image: registry.example.com/gpu-device-plugin:1.0
+    upgrade:
+      drain: {podSelector: app=burn, namespaces: [ml], timeout: 1m, force: true}
+`)
 	used := map[string]bool{}
 	for _, a := range w.client.Actions() {
 		res := a.GetResource().Resource
@@ -602,4 +654,213 @@ func TestCallsMatchTheChartsRBAC(t *testing.T) {
 			t.Errorf("the RBAC grants %q, which the controller never used", k)
 		}
 	}
+	assert.True(t, granted["kmm-demo list jobs"], "the chart grants the build Jobs' list: %v", granted)
+
+	// A module with a prebuilt image: no Jobs to read, no grant.
+	granted = chartRBAC(t, `
+upgrade:
+  enabled: true
+modules:
+  - name: gpu
+    namespace: kmm-demo
+    selector: {example.com/gpu: "true"}
+    moduleLoader:
+      container:
+        containerImage: registry.example.com/gpu:${KERNEL_FULL_VERSION}
+        modprobe: {moduleName: gpu}
+        kernelMappings:
+          - regexp: '^.+$'
+`)
+	assert.Equal(t, map[string]bool{
+		"- list nodes": true, "- patch nodes": true,
+		"kmm-demo list daemonsets": true, "kmm-demo list controllerrevisions": true,
+		"kmm-demo list pods": true, "kmm-demo delete pods": true,
+		"default create events": true,
+	}, granted)
+}
+
+// chartRBAC renders the chart with these values and returns the upgrade controller's rules as
+// "namespace verb resource" ("-": cluster-wide), its leader Lease aside.
+func chartRBAC(t *testing.T, values string) map[string]bool {
+	t.Helper()
+	f := filepath.Join(t.TempDir(), "values.yaml")
+	require.NoError(t, os.WriteFile(f, []byte(values), 0o644))
+	r, err := chartrender.Render(context.Background(), chartrender.Options{ChartDir: "../../charts/kmm", Namespace: "kmm-system", ValueFiles: []string{f}})
+	require.NoError(t, err)
+	docs, err := kio.FromBytes([]byte(r.Manifests))
+	require.NoError(t, err)
+	out := map[string]bool{}
+	for _, d := range docs {
+		if (d.GetKind() != "Role" && d.GetKind() != "ClusterRole") || d.GetLabels()["app.kubernetes.io/component"] != "upgrade" {
+			continue
+		}
+		s, err := d.String()
+		require.NoError(t, err)
+		var role rbacv1.Role // a ClusterRole's rules decode the same
+		require.NoError(t, yaml.Unmarshal([]byte(s), &role))
+		ns := role.Namespace
+		if d.GetKind() == "ClusterRole" {
+			ns = "-"
+		}
+		for _, rule := range role.Rules {
+			for _, res := range rule.Resources {
+				if res == "leases" {
+					continue
+				}
+				for _, v := range rule.Verbs {
+					out[ns+" "+v+" "+res] = true
+				}
+			}
+		}
+	}
+	return out
+}
+
+// A module built in the cluster (its loader DaemonSet names its build Job): a node's upgrade
+// starts only once the Job is complete. Until then, and when the Job failed, the node is left
+// alone: not cordoned, the old loader (and module) in place.
+func TestBuildJobGatesTheUpgrade(t *testing.T) {
+	const failedEvent = "ModuleBuildFailed a: build Job kmm-demo/gpu-build-k1 failed (BackoffLimitExceeded: Job has reached the specified backoff limit): " +
+		"the image of module kmm-demo/gpu for kernel kernel-of-gpu-loader-k1 (version v2) was not built. The node is not upgraded: version v1 stays loaded. " +
+		"Fix the build and run helm upgrade again (a changed build is a new Job; to retry an unchanged one, raise the module's imageRebuildTriggerGeneration)"
+	tests := []struct {
+		name     string
+		job      string // the annotation's Job: "" none (prebuilt image); its state, or "missing"
+		want     string // upgrade-state after the passes
+		upgraded bool   // cordoned and the old loader pod deleted
+		events   []string
+	}{
+		{"prebuilt image", "", "restarting", true, []string{"ModuleLoaded a", "ModuleUpgrading a", "ModuleUnloaded a"}},
+		{"build complete", "complete", "restarting", true, []string{"ModuleLoaded a", "ModuleUpgrading a", "ModuleUnloaded a"}},
+		{"build succeeded, no condition yet", "succeeded", "restarting", true, []string{"ModuleLoaded a", "ModuleUpgrading a", "ModuleUnloaded a"}},
+		{"build running", "running", "upgrade-required", false, []string{"ModuleLoaded a"}},
+		{"build Job not there yet", "missing", "upgrade-required", false, []string{"ModuleLoaded a"}},
+		{"build failed", "failed", "upgrade-required", false, []string{"ModuleLoaded a", "ModuleBuildFailed a"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			objs := loaderDS("gpu-loader-k1", "v2", "new", 2)
+			if tt.job != "" {
+				objs = built(objs, "gpu-build-k1")
+			}
+			if tt.job != "" && tt.job != "missing" {
+				objs = append(objs, buildJob("gpu-build-k1", tt.job))
+			}
+			// Another module's Job of that name is not this module's.
+			other := buildJob("gpu-build-k1", "complete")
+			other.Namespace = "elsewhere"
+			objs = append(objs, other, node("a", nil), loader("l-a", "a", "gpu-loader-k1", "old1", "v1", true))
+			m := gpu(module.UpgradePolicy{})
+			m.DevicePlugin = false
+			w := newWorld(t, m, objs...)
+			w.pass()
+			w.pass() // and again: nothing more happens, no second Event
+			a := w.node("a")
+			assert.Equal(t, tt.want, a.Labels[stateKey])
+			assert.Equal(t, tt.upgraded, a.Spec.Unschedulable, "cordoned")
+			assert.Equal(t, !tt.upgraded, slices.Contains(w.pods(), "kmm-demo/l-a"), "the old loader pod is kept until the build is done")
+			if !tt.upgraded {
+				assert.Equal(t, "v1", a.Labels[versionKey], "the old version stays loaded")
+				assert.NotContains(t, a.Annotations, cordonedBy)
+				assert.NotContains(t, a.Annotations, sinceKey)
+			}
+			assert.Equal(t, tt.events, reasons(w.events()))
+			if tt.job == "failed" {
+				assert.Contains(t, w.events(), failedEvent)
+				ev, err := w.client.CoreV1().Events("default").List(context.Background(), metav1.ListOptions{})
+				require.NoError(t, err)
+				for _, e := range ev.Items {
+					if e.Reason == "ModuleBuildFailed" {
+						assert.Equal(t, corev1.EventTypeWarning, e.Type)
+					}
+				}
+			}
+			// Prebuilt images need no Job; a built one's Jobs are listed once per pass.
+			lists := 0
+			for _, a := range w.client.Actions() {
+				if a.GetResource().Resource == "jobs" {
+					assert.Equal(t, "list", a.GetVerb())
+					assert.Equal(t, ns, a.GetNamespace())
+					lists++
+				}
+			}
+			switch {
+			case tt.job == "":
+				assert.Zero(t, lists, "no build: no Job read")
+			case tt.upgraded:
+				assert.Equal(t, 1, lists, "read once, when the node starts")
+			default:
+				assert.Equal(t, 2, lists, "one List per pass")
+			}
+		})
+	}
+}
+
+// The build finishes: the waiting node's upgrade starts in the next pass.
+func TestBuildJobCompletes(t *testing.T) {
+	objs := append(built(loaderDS("gpu-loader-k1", "v2", "new", 2), "gpu-build-k1"), buildJob("gpu-build-k1", "running"),
+		node("a", nil), loader("l-a", "a", "gpu-loader-k1", "old1", "v1", true), plugin("dp-a", "a", true))
+	w := newWorld(t, gpu(module.UpgradePolicy{LoadTimeout: "5m"}), objs...)
+	w.pass()
+	w.now = t0.Add(20 * time.Minute) // a long build: longer than loadTimeout
+	w.pass()
+	require.Equal(t, "upgrade-required", w.state("a"))
+	require.False(t, w.node("a").Spec.Unschedulable)
+	require.Contains(t, w.pods(), "kmm-demo/l-a")
+
+	_, err := w.client.BatchV1().Jobs(ns).UpdateStatus(context.Background(), buildJob("gpu-build-k1", "complete"), metav1.UpdateOptions{})
+	require.NoError(t, err)
+	w.pass()
+	a := w.node("a")
+	assert.Equal(t, "draining", a.Labels[stateKey])
+	assert.True(t, a.Spec.Unschedulable)
+	assert.Equal(t, "true", a.Labels[pausedKey])
+	assert.Equal(t, "2026-12-07T08:20:00Z", a.Annotations[sinceKey], "loadTimeout and drain.timeout count from the start, not from the build's")
+	w.remove("dp-a")
+	w.pass()
+	assert.Equal(t, "restarting", w.state("a"))
+	assert.NotContains(t, w.pods(), "kmm-demo/l-a")
+	w.create(loader("l-a2", "a", "gpu-loader-k1", "new", "v2", true))
+	w.pass()
+	assert.Equal(t, "validating", w.state("a"), "loaded well within loadTimeout of the start")
+}
+
+// A node waiting for its kernel's build does not hold the bounds: the node of another kernel,
+// whose image is there, upgrades meanwhile (maxParallel 1).
+func TestBuildWaitOutsideTheBounds(t *testing.T) {
+	objs := append(built(loaderDS("gpu-loader-k1", "v2", "new1", 2), "gpu-build-k1"), buildJob("gpu-build-k1", "running"))
+	objs = append(objs, built(loaderDS("gpu-loader-k2", "v2", "new2", 2), "gpu-build-k2")...)
+	objs = append(objs, buildJob("gpu-build-k2", "complete"),
+		node("a", nil), loader("l-a", "a", "gpu-loader-k1", "old1", "v1", true),
+		node("b", nil), loader("l-b", "b", "gpu-loader-k2", "old1", "v1", true))
+	m := gpu(module.UpgradePolicy{})
+	m.DevicePlugin = false
+	w := newWorld(t, m, objs...)
+	w.pass()
+	assert.Equal(t, []string{"a=upgrade-required", "b=restarting"}, w.states("a", "b"))
+	assert.False(t, w.node("a").Spec.Unschedulable)
+}
+
+// kmm-render status says what an outdated node waits for.
+func TestStatusShowsTheBuild(t *testing.T) {
+	objs := append(built(loaderDS("gpu-loader-k1", "v2", "new", 2), "gpu-build-k1"), buildJob("gpu-build-k1", "failed"),
+		node("a", nil), loader("l-a", "a", "gpu-loader-k1", "old1", "v1", true),
+		node("b", map[string]string{stateKey: "upgrade-required"}), loader("l-b", "b", "gpu-loader-k1", "old1", "v1", true),
+		node("c", nil), loader("l-c", "c", "gpu-loader-k1", "new", "v2", true))
+	objs = append(objs, built(loaderDS("gpu-loader-k2", "v2", "new2", 2), "gpu-build-k2")...)
+	objs = append(objs, buildJob("gpu-build-k2", "running"),
+		node("d", nil), loader("l-d", "d", "gpu-loader-k2", "old1", "v1", true))
+	r, err := Status(context.Background(), fake.NewClientset(objs...), "")
+	require.NoError(t, err)
+	var table strings.Builder
+	require.NoError(t, r.Write(&table, "table"))
+	assert.Equal(t, `MODULE        NODE  KERNEL                   WANTED  LOADED  READY  STATE             DEVICE-PLUGIN  CORDONED
+kmm-demo/gpu  a     kernel-of-gpu-loader-k1  v2      v1      true   outdated          -              false
+kmm-demo/gpu  b     kernel-of-gpu-loader-k1  v2      v1      true   upgrade-required  -              false
+kmm-demo/gpu  c     kernel-of-gpu-loader-k1  v2      v2      true   current           -              false
+kmm-demo/gpu  d     kernel-of-gpu-loader-k2  v2      v1      true   outdated          -              false
+kmm-demo/gpu on a: build Job kmm-demo/gpu-build-k1 failed (BackoffLimitExceeded: Job has reached the specified backoff limit)
+kmm-demo/gpu on b: build Job kmm-demo/gpu-build-k1 failed (BackoffLimitExceeded: Job has reached the specified backoff limit)
+kmm-demo/gpu on d: waiting for build Job kmm-demo/gpu-build-k2
+`, table.String())
 }

@@ -52,10 +52,14 @@ type NodeStatus struct {
 	Cordoned     bool   `json:"cordoned"`
 	LoaderPod    string `json:"loaderPod,omitempty"`
 	Message      string `json:"message,omitempty"` // the loader's last failure
+	// Build is what an outdated node's upgrade waits for when its new image is built in the
+	// cluster: "waiting for build Job <ns>/<name>" or "build Job <ns>/<name> failed (...)".
+	Build string `json:"build,omitempty"`
 }
 
 // Status reads every helm-managed module's loaders (all namespaces, or the one given) and the
-// nodes, and reports per module and node. It only lists.
+// nodes, and reports per module and node. It only lists (a module's build Jobs too, when one of
+// its outdated nodes waits for a build).
 func Status(ctx context.Context, c kubernetes.Interface, namespace string) (*Report, error) {
 	dss, err := c.AppsV1().DaemonSets(namespace).List(ctx, metav1.ListOptions{LabelSelector: contract.LabelRole + "=" + contract.RoleModuleLoader})
 	if err != nil {
@@ -84,8 +88,21 @@ func Status(ctx context.Context, c kubernetes.Interface, namespace string) (*Rep
 			return nil, err
 		}
 		ms := ModuleStatus{Namespace: k.ns, Name: k.name, Nodes: []NodeStatus{}}
+		jobs := &buildJobs{c: c, namespace: k.ns, name: k.name}
 		for _, name := range v.SortedNodes() {
-			ms.Nodes = append(ms.Nodes, nodeStatus(k.ns, k.name, v, v.Nodes[name]))
+			nv := v.Nodes[name]
+			s := nodeStatus(k.ns, k.name, v, nv)
+			switch s.State {
+			case StateOutdated, StateSkipped, contract.UpgradeRequired, contract.UpgradeDone:
+				if job := v.BuildJob(nv); job != "" {
+					j, err := jobs.get(ctx, job)
+					if err != nil {
+						return nil, err
+					}
+					s.Build = buildText(k.ns, job, JobState(j), j)
+				}
+			}
+			ms.Nodes = append(ms.Nodes, s)
 		}
 		r.Modules = append(r.Modules, ms)
 	}
@@ -155,6 +172,9 @@ func (r *Report) Write(w io.Writer, format string) error {
 			for _, n := range m.Nodes {
 				if n.Message != "" {
 					fmt.Fprintf(w, "%s/%s on %s: %s\n", m.Namespace, m.Name, n.Node, strings.TrimSpace(n.Message))
+				}
+				if n.Build != "" {
+					fmt.Fprintf(w, "%s/%s on %s: %s\n", m.Namespace, m.Name, n.Node, n.Build)
 				}
 			}
 		}

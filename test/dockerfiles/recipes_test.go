@@ -74,6 +74,8 @@ type recipeCase struct {
 	web map[string]string
 	// sha512 is the hash the fake sha512sum prints.
 	sha512 string
+	// given are files the root holds before the run (a base image's contents), executable.
+	given map[string]string
 
 	// wantLog are the calls of the fakes, in order, with the root as $ROOT.
 	wantLog []string
@@ -352,6 +354,34 @@ var headerCases = []recipeCase{
 		wantErr: []string{"linux-headers-6.1.0-25-cloud-amd64", "snapshot.debian.org", "kmm-os-headers.sh"},
 	},
 
+	{
+		name:   "headers in the base image already",
+		family: "debian",
+		args:   map[string]string{"KERNEL_VERSION": "6.1.0-28-cloud-amd64", "KMM_OS_VARIANT": "bookworm"},
+		given: map[string]string{
+			"$ROOT/usr/src/linux-headers-6.1.0-28-cloud-amd64/Makefile": "# kbuild\n",
+			"$ROOT/usr/bin/make": "#!/bin/sh\n", "$ROOT/usr/bin/gcc": "#!/bin/sh\n", "$ROOT/sbin/modprobe": "#!/bin/sh\n",
+		},
+		wantLog: nil,
+		wantSrc: "$ROOT/usr/src/linux-headers-6.1.0-28-cloud-amd64",
+	},
+	{
+		name:   "headers in the base image, gcc not",
+		family: "debian",
+		args:   map[string]string{"KERNEL_VERSION": "6.1.0-28-cloud-amd64", "KMM_OS_VARIANT": "bookworm"},
+		given: map[string]string{
+			"$ROOT/usr/src/linux-headers-6.1.0-28-cloud-amd64/Makefile": "# kbuild\n",
+			"$ROOT/usr/bin/make": "#!/bin/sh\n", "$ROOT/sbin/modprobe": "#!/bin/sh\n",
+		},
+		wantLog: []string{
+			"apt-get update",
+			"apt-cache show linux-headers-6.1.0-28-cloud-amd64",
+			"apt-get install -y --no-install-recommends make gcc kmod linux-headers-6.1.0-28-cloud-amd64",
+			"apt-get clean",
+		},
+		wantSrc: "$ROOT/usr/src/linux-headers-6.1.0-28-cloud-amd64",
+	},
+
 	// Bottlerocket.
 	{
 		name:   "aws-k8s-1.31 x86_64 with the documented root.json",
@@ -576,6 +606,9 @@ var kmodCases = []recipeCase{
 	{family: "bottlerocket", wantLog: []string{"dnf install -y kmod", "dnf clean all"}},
 	{family: "ubuntu", wantLog: []string{"apt-get update", "apt-get install -y --no-install-recommends kmod", "apt-get clean"}},
 	{family: "debian", wantLog: []string{"apt-get update", "apt-get install -y --no-install-recommends kmod", "apt-get clean"}},
+	{name: "modprobe in the base image already", family: "debian",
+		given:   map[string]string{"$ROOT/sbin/modprobe": "#!/bin/sh\necho base modprobe\n"},
+		wantRun: map[string]string{"$ROOT/sbin/modprobe": "base modprobe\n"}},
 	{family: "cos", wantLog: []string{"apt-get update", "apt-get install -y --no-install-recommends kmod", "apt-get clean"}},
 }
 
@@ -772,12 +805,14 @@ func TestHeadersRecipes(t *testing.T) {
 func TestKmodRecipes(t *testing.T) {
 	defaults := readOSDefaults(t)
 	for _, c := range kmodCases {
-		t.Run(c.family, func(t *testing.T) {
+		t.Run(strings.TrimSuffix(c.family+"/"+c.name, "/"), func(t *testing.T) {
 			d, ok := defaults[c.family]
 			if !ok {
 				t.Fatalf("no build.osDefaults.%s", c.family)
 			}
-			c.wantRun = map[string]string{"$ROOT/usr/sbin/modprobe": "fake modprobe\n"}
+			if c.wantRun == nil {
+				c.wantRun = map[string]string{"$ROOT/usr/sbin/modprobe": "fake modprobe\n"}
+			}
 			forShells(t, func(t *testing.T, sh shell) { runRecipe(t, sh, d.Kmod, c, false) })
 		})
 	}
@@ -832,6 +867,15 @@ func runRecipe(t *testing.T, sh shell, script string, c recipeCase, headers bool
 		}
 	}
 	abs := func(p string) string { return strings.ReplaceAll(p, "$ROOT", root) }
+	for p, content := range c.given {
+		f := abs(p)
+		if err := os.MkdirAll(filepath.Dir(f), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(f, []byte(content), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
 
 	env := []string{
 		"PATH=" + fakeBin + ":/usr/bin:/bin",

@@ -41,7 +41,6 @@ var Examples = []Example{
 	}},
 	{File: "ci-module-kmm-ci-build-sign.yaml", Nodes: "examples/ubuntu/nodes.yaml", HelmRefused: []string{
 		"module kmm-demo/kmm-ci breaks KMM v2.6.0's admission rules",
-		"modules[0].moduleLoader.container.kernelMappings[0].registryTLS: Forbidden: pulling from insecure registries is implemented by the KMM controller only: use `via: operator` for this module, or remove it",
 		"modules[0].moduleLoader.container.kernelMappings[0].build.kanikoParams: Forbidden: kmm builds with BuildKit, not Kaniko",
 	}},
 }
