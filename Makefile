@@ -26,6 +26,11 @@ HELM4_VERSION := v4.3.1
 REGISTRY_VERSION := v3.1.2
 # containerd of the real-node test's guest (tools/node/go.mod; 2.x: kubelet 1.37 needs its CRI).
 CONTAINERD_VERSION := v2.4.2
+# Rootless BuildKit (buildkitd, buildctl, rootlesskit) of the real-node test's builder image, and
+# crane of its image check (tools/node/go.mod): the chart's build Job runs them on the real node.
+BUILDKIT_VERSION := v0.34.2
+ROOTLESSKIT_VERSION := v2.3.6
+CRANE_VERSION := v0.22.1
 CONTROLLER_GEN_VERSION := v0.20.1
 
 K8S_MINOR := $(word 2,$(subst ., ,$(K8S_VERSION)))
@@ -48,6 +53,10 @@ KUBELET        := $(TOOLS_DIR)/kubelet-$(K8S_VERSION)
 CONTAINERD     := $(TOOLS_DIR)/containerd-$(CONTAINERD_VERSION)
 CONTAINERD_SHIM := $(TOOLS_DIR)/containerd-shim-runc-v2-$(CONTAINERD_VERSION)
 DEVICE_PLUGIN  := $(TOOLS_DIR)/kmm-device-plugin-$(K8S_VERSION)
+BUILDKITD      := $(TOOLS_DIR)/buildkitd-$(BUILDKIT_VERSION)
+BUILDCTL       := $(TOOLS_DIR)/buildctl-$(BUILDKIT_VERSION)
+ROOTLESSKIT    := $(TOOLS_DIR)/rootlesskit-$(ROOTLESSKIT_VERSION)
+CRANE          := $(TOOLS_DIR)/crane-$(CRANE_VERSION)
 
 comma := ,
 
@@ -307,7 +316,8 @@ DEMO_TOOLS := kube-apiserver kube-controller-manager kube-scheduler etcd kwok he
 ALL_TOOLS  := $(DEMO_TOOLS) helm4
 TOOL_ENV := TOOLS_DIR=$(TOOLS_DIR) GO=$(GO) K8S_VERSION=$(K8S_VERSION) ETCD_VERSION=$(ETCD_VERSION) \
 	KWOK_VERSION=$(KWOK_VERSION) HELM3_VERSION=$(HELM3_VERSION) HELM4_VERSION=$(HELM4_VERSION) REGISTRY_VERSION=$(REGISTRY_VERSION) \
-	CONTAINERD_VERSION=$(CONTAINERD_VERSION) K8S_LDFLAGS='$(K8S_LDFLAGS)' HELM3_LDFLAGS='$(HELM3_LDFLAGS)' HELM4_LDFLAGS='$(HELM4_LDFLAGS)'
+	CONTAINERD_VERSION=$(CONTAINERD_VERSION) BUILDKIT_VERSION=$(BUILDKIT_VERSION) ROOTLESSKIT_VERSION=$(ROOTLESSKIT_VERSION) \
+	CRANE_VERSION=$(CRANE_VERSION) K8S_LDFLAGS='$(K8S_LDFLAGS)' HELM3_LDFLAGS='$(HELM3_LDFLAGS)' HELM4_LDFLAGS='$(HELM4_LDFLAGS)'
 
 .PHONY: tools
 tools: $(ASSETS)/.stamp-all-$(K8S_VERSION)-$(ETCD_VERSION)-$(KWOK_VERSION)-$(HELM3_VERSION)-$(HELM4_VERSION) ## Build the local control plane, kwok and helm 3/4.
@@ -343,15 +353,17 @@ $(REGISTRY):
 registry: $(REGISTRY) ## Build the OCI registry (distribution/distribution) the release and real-node tests push to.
 	@$(MAKE) --no-print-directory assets
 
-# The real-node test's guest binaries (not part of make tools): static kubelet, containerd, shim.
+# The real-node test's guest binaries (not part of make tools): static kubelet, containerd, shim;
+# and what its images hold: rootless BuildKit and crane (one go build with containerd: they share
+# most of their packages).
 $(KUBELET) $(DEVICE_PLUGIN):
 	@$(TOOL_ENV) bash hack/build-tools.sh kubelet kmm-device-plugin
 
-$(CONTAINERD) $(CONTAINERD_SHIM):
-	@$(TOOL_ENV) bash hack/build-tools.sh containerd containerd-shim-runc-v2
+$(CONTAINERD) $(CONTAINERD_SHIM) $(BUILDKITD) $(BUILDCTL) $(ROOTLESSKIT) $(CRANE):
+	@$(TOOL_ENV) bash hack/build-tools.sh containerd containerd-shim-runc-v2 buildkitd buildctl rootlesskit crane
 
 .PHONY: node-tools
-node-tools: tools $(REGISTRY) $(KUBELET) $(DEVICE_PLUGIN) $(CONTAINERD) $(CONTAINERD_SHIM) ## Build what the real-node test runs besides the control plane: registry, kubelet, containerd, the test device plugin.
+node-tools: tools $(REGISTRY) $(KUBELET) $(DEVICE_PLUGIN) $(CONTAINERD) $(CONTAINERD_SHIM) $(BUILDKITD) $(BUILDCTL) $(ROOTLESSKIT) $(CRANE) ## Build what the real-node test runs besides the control plane: registry, kubelet, containerd, the test device plugin, rootless BuildKit, crane.
 
 # kubectl is for the cluster benchmark only (make bench-cluster), so make tools does not build it.
 $(KUBECTL):

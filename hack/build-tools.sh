@@ -6,7 +6,9 @@
 # Names: kube-apiserver kube-controller-manager kube-scheduler etcd kwok kubectl helm3 helm4, and
 # registry (distribution/distribution, from the tools/node module); kubelet, containerd and
 # containerd-shim-runc-v2, static (CGO_ENABLED=0), for the real-node test's guest (test/node), and
-# kmm-device-plugin (tools/cmd/kmm-device-plugin), the device plugin image of that test.
+# kmm-device-plugin (tools/cmd/kmm-device-plugin), the device plugin image of that test; buildkitd,
+# buildctl and rootlesskit (the rootless BuildKit of that test's builder image) and crane (its
+# image check), static, from tools/node too.
 # Versions and link flags come from the Makefile's environment: K8S_VERSION ETCD_VERSION
 # KWOK_VERSION HELM3_VERSION HELM4_VERSION REGISTRY_VERSION CONTAINERD_VERSION K8S_LDFLAGS HELM3_LDFLAGS HELM4_LDFLAGS,
 # GO, TOOLS_DIR.
@@ -28,6 +30,9 @@ version_of() {
 	helm4) echo "$HELM4_VERSION" ;;
 	registry) echo "${REGISTRY_VERSION:?}" ;;
 	containerd | containerd-shim-runc-v2) echo "${CONTAINERD_VERSION:?}" ;;
+	buildkitd | buildctl) echo "${BUILDKIT_VERSION:?}" ;;
+	rootlesskit) echo "${ROOTLESSKIT_VERSION:?}" ;;
+	crane) echo "${CRANE_VERSION:?}" ;;
 	*) echo "build-tools: unknown tool $1" >&2; exit 1 ;;
 	esac
 }
@@ -49,13 +54,16 @@ package_of() {
 	helm4) echo "helm.sh/helm/v4/cmd/helm" ;;
 	registry) echo "github.com/distribution/distribution/v3/cmd/registry" ;;
 	containerd | containerd-shim-runc-v2) echo "github.com/containerd/containerd/v2/cmd/$1" ;;
+	buildkitd | buildctl) echo "github.com/moby/buildkit/cmd/$1" ;;
+	rootlesskit) echo "github.com/rootless-containers/rootlesskit/v2/cmd/rootlesskit" ;;
+	crane) echo "github.com/google/go-containerregistry/cmd/crane" ;;
 	esac
 }
 
 # module_of NAME: the folder of the Go module that builds it.
 module_of() {
 	case $1 in
-	registry | containerd | containerd-shim-runc-v2) echo node ;;
+	registry | containerd | containerd-shim-runc-v2 | buildkitd | buildctl | rootlesskit | crane) echo node ;;
 	*) echo . ;;
 	esac
 }
@@ -81,7 +89,7 @@ first=() second=() node=() guest=() guestnode=()
 for name in "${todo[@]}"; do
 	if [ "$name" = kubelet ] || [ "$name" = kmm-device-plugin ]; then
 		guest+=("$name")
-	elif [ "$name" = containerd ] || [ "$name" = containerd-shim-runc-v2 ]; then
+	elif [[ " containerd containerd-shim-runc-v2 buildkitd buildctl rootlesskit crane " == *" $name "* ]]; then
 		guestnode+=("$name")
 	elif [ "$(module_of "$name")" = node ]; then
 		node+=("$name")
@@ -111,5 +119,6 @@ if [ ${#first[@]} -gt 0 ]; then build . "${first[@]}"; fi
 if [ ${#second[@]} -gt 0 ]; then build . "${second[@]}"; fi
 if [ ${#node[@]} -gt 0 ]; then build node "${node[@]}"; fi
 if [ ${#guest[@]} -gt 0 ]; then CGO_ENABLED=0 build . "${guest[@]}"; fi
-# containerd without the snapshotters the guest does not use (they need cgo or libraries).
+# containerd without the snapshotters the guest does not use (they need cgo or libraries); the
+# builder image's BuildKit and the crane of the image check, static too (they run in images).
 if [ ${#guestnode[@]} -gt 0 ]; then CGO_ENABLED=0 TAGS="no_btrfs no_devmapper no_zfs" build node "${guestnode[@]}"; fi

@@ -2,7 +2,9 @@
 # node-rootfs.sh OUT KERNEL KUBELET CONTAINERD SHIM: the real-node test's guest disk (test/node), an
 # ext4 image at OUT, built only from Debian packages and the given binaries, without a loop mount:
 # mmdebstrap (bookworm, from the host's apt mirror) with runc, kmod, iproute2, util-linux, mount,
-# Debian's CNI plugins, socat (the kubernetes Service's forwarder, guest/init.sh); plus containerd and its runc shim, the kubelet, the kernel's modules
+# Debian's CNI plugins, iptables (their masquerade: pods reach the registry through the guest's
+# address), socat (the kubernetes Service's forwarder, guest/init.sh); plus containerd and its
+# runc shim, the kubelet, the kernel's modules
 # (/lib/modules/KERNEL: overlay, bridge, veth, virtio... are modules in the cloud kernel), the
 # guest's init and configs (test/node/guest); packed by mke2fs -d. OUT is rebuilt only when an
 # input changed: OUT.inputs records their checksums. MIRROR overrides the Debian mirror.
@@ -14,7 +16,7 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 guest=$here/test/node/guest
 mirror=${MIRROR:-$(sed -n 's/^URIs: *//p' /etc/apt/sources.list.d/debian.sources 2>/dev/null | head -n 1)}
 mirror=${mirror:-http://deb.debian.org/debian}
-packages=mount,iproute2,kmod,runc,containernetworking-plugins,util-linux,procps,ca-certificates,socat
+packages=mount,iproute2,kmod,runc,containernetworking-plugins,util-linux,procps,ca-certificates,socat,iptables
 
 inputs=$( {
 	echo "packages $packages mirror $mirror kernel $kernel"
@@ -50,7 +52,7 @@ echo kmm-node >"$root/etc/hostname"
 printf '127.0.0.1 localhost\n' >"$root/etc/hosts"
 
 # Room for the images the test pulls and the containers' layers (a sparse file).
-mke2fs -q -F -t ext4 -L kmm-node -d "$root" "$work/disk.ext4" 3G
+mke2fs -q -F -t ext4 -L kmm-node -d "$root" "$work/disk.ext4" 8G
 mv "$work/disk.ext4" "$out"
 echo "$inputs" >"$out.inputs"
 echo "node-rootfs: $out built in $(($(date +%s) - t0)) s"

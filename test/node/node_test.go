@@ -27,6 +27,14 @@ import (
 	"kmm.dev/kmm/internal/localcluster"
 )
 
+// The versions of the Makefile's BUILDKIT_VERSION, ROOTLESSKIT_VERSION and CRANE_VERSION (the
+// builder and image check images' tools, make node-tools).
+const (
+	buildkitVersion    = "v0.34.2"
+	rootlesskitVersion = "v2.3.6"
+	craneVersion       = "v0.22.1"
+)
+
 const (
 	nodeName        = "kmm-node"
 	moduleNamespace = "kmm-demo"
@@ -97,6 +105,15 @@ func run(t *testing.T, env []string, name string, args ...string) string {
 	return string(out)
 }
 
+// goModCache is the Go module cache (go env GOMODCACHE).
+func goModCache(t *testing.T) string {
+	out, err := exec.Command("go", "env", "GOMODCACHE").Output()
+	if err != nil || strings.TrimSpace(string(out)) == "" {
+		t.Fatalf("go env GOMODCACHE: %v", err)
+	}
+	return strings.TrimSpace(string(out))
+}
+
 func freePort(t *testing.T) int {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -143,18 +160,17 @@ func TestRealNode(t *testing.T) {
 		tool(t, "kubelet-v1.37.2"), tool(t, "containerd-v2.4.2"), tool(t, "containerd-shim-runc-v2-v2.4.2"))))
 	p.done("guest rootfs")
 
-	// The modules, version 1.0.0 and 2.0.0, built against the kernel's headers.
-	mods := map[string]string{}
-	for _, version := range []string{"1.0.0", "2.0.0"} {
-		mods[version] = buildModules(t, kernel, version, filepath.Join(work, "kmod-"+version))
-	}
-	p.done("examples/kmod built (two versions)")
+	// The Debian parts of the builder image and of the module build's base image, cached in
+	// bin/node by their inputs.
+	images := filepath.Join(repoRoot, "bin", "node")
+	t.Log(strings.TrimSpace(run(t, nil, "bash", filepath.Join(repoRoot, "hack", "node-images.sh"), images, kernel)))
+	p.done("builder and build base roots")
 
 	// The registry, on 127.0.0.1 only.
 	regPort := freePort(t)
 	startRegistry(t, tool(t, "registry-v3.1.2"), regPort, filepath.Join(work, "registry"))
 	host := fmt.Sprintf("127.0.0.1:%d", regPort)
-	pushImages(t, host, kernel, mods, busybox)
+	pushImages(t, host, kernel, images, busybox)
 	pushRenderImage(t, host, "1", filepath.Join(work, "render"))
 	p.done("images built and pushed")
 
@@ -224,7 +240,7 @@ func TestRealNode(t *testing.T) {
 
 	for _, helm := range []int{3, 4} {
 		ok := t.Run(fmt.Sprintf("helm%d", helm), func(t *testing.T) {
-			installAndCheck(t, c, v, helm, guestDiag)
+			installAndCheck(t, c, v, helm, kernel, host, guestDiag)
 		})
 		p.done(fmt.Sprintf("helm %d: install, checks, uninstall", helm))
 		if !ok {
@@ -241,33 +257,29 @@ func (w testWriter) Write(b []byte) (int, error) {
 	return len(b), nil
 }
 
-// buildModules builds examples/kmod (kmm_a at version) for kernel with its build.sh and
-// returns the installed tree (opt/lib/modules/<kernel>/extra, firmware).
-func buildModules(t *testing.T, kernel, version, dir string) string {
+// kmodSources is the build context of examples/kmod with kmm_a at version, as the data of the
+// module's build ConfigMap: its Dockerfile (key dockerfile) and sources.
+func kmodSources(t *testing.T, version string) map[string]string {
 	t.Helper()
-	src := filepath.Join(dir, "src")
-	if err := os.MkdirAll(src, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range []string{"kmm_a.c", "kmm_b.c", "kmm_b.h", "Kbuild", "Makefile", "kmm_b.fw", "build.sh"} {
+	data := map[string]string{}
+	for _, f := range []string{"Dockerfile", "kmm_a.c", "kmm_b.c", "kmm_b.h", "Kbuild", "Makefile", "kmm_b.fw", "build.sh"} {
 		b, err := os.ReadFile(filepath.Join(repoRoot, "examples", "kmod", f))
 		if err != nil {
 			t.Fatal(err)
 		}
+		s := string(b)
 		if f == "kmm_a.c" {
-			s := string(b)
 			if !strings.Contains(s, `MODULE_VERSION("1.0.0")`) {
 				t.Fatal(`examples/kmod/kmm_a.c has no MODULE_VERSION("1.0.0") to build other versions from`)
 			}
-			b = []byte(strings.Replace(s, `MODULE_VERSION("1.0.0")`, fmt.Sprintf("MODULE_VERSION(%q)", version), 1))
+			s = strings.Replace(s, `MODULE_VERSION("1.0.0")`, fmt.Sprintf("MODULE_VERSION(%q)", version), 1)
 		}
-		if err := os.WriteFile(filepath.Join(src, f), b, 0o644); err != nil {
-			t.Fatal(err)
+		if f == "Dockerfile" {
+			f = "dockerfile"
 		}
+		data[f] = s
 	}
-	out := filepath.Join(dir, "out")
-	run(t, []string{"KERNEL_VERSION=" + kernel, "DEST_ROOT=" + out}, "sh", filepath.Join(src, "build.sh"))
-	return out
+	return data
 }
 
 // startRegistry runs distribution's registry on 127.0.0.1:port, storing in dir, until the test ends.
@@ -349,9 +361,11 @@ func baseLayer(t *testing.T, busybox string) *layer {
 	return l
 }
 
-// pushImages builds and pushes every image the test runs: the sandbox (pause) image, the loader
-// tools image, the module image of each version and the device plugin's.
-func pushImages(t *testing.T, host, kernel string, mods map[string]string, busybox string) {
+// pushImages builds and pushes every image the test runs but the module's, which the chart's
+// build Job builds: the sandbox (pause) image, the loader tools image, the device plugin's, the
+// build Job's builder (rootless BuildKit) and image check (crane), and the build's base image.
+// images holds hack/node-images.sh's roots.
+func pushImages(t *testing.T, host, kernel, images string, busybox string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
@@ -366,16 +380,39 @@ func pushImages(t *testing.T, host, kernel string, mods map[string]string, busyb
 	mustPush("kmm-test/pause", "1", image{layers: []*layer{base},
 		entrypoint: []string{"/bin/sh", "-c", "trap 'exit 0' TERM INT; while :; do sleep 3600 & wait $!; done"}})
 	mustPush("kmm-test/tools", "1", image{layers: []*layer{base}, cmd: []string{"/bin/sh"}})
-	for version, tree := range mods {
-		m := newLayer()
-		if err := m.tree("opt", filepath.Join(tree, "opt")); err != nil {
+	// moby/buildkit's rootless image, rebuilt: its user, folders and environment
+	// (hack/node-images.sh), buildkitd, buildctl and rootlesskit built from Go modules, and
+	// BuildKit's buildctl-daemonless.sh, which the chart's build.sh runs.
+	bk := newLayer()
+	for _, b := range []struct{ name, tool string }{
+		{"buildkitd", "buildkitd-" + buildkitVersion}, {"buildctl", "buildctl-" + buildkitVersion}, {"rootlesskit", "rootlesskit-" + rootlesskitVersion},
+	} {
+		if err := bk.hostFile("usr/bin/"+b.name, tool(t, b.tool)); err != nil {
 			t.Fatal(err)
 		}
-		if err := m.tree("firmware", filepath.Join(tree, "firmware")); err != nil {
-			t.Fatal(err)
-		}
-		mustPush("kmm-test/kmm-kmod", kernel+"-"+version, image{layers: []*layer{base, m}, cmd: []string{"/bin/sh"}})
 	}
+	daemonless := filepath.Join(goModCache(t), "github.com", "moby", "buildkit@"+buildkitVersion, "examples", "buildctl-daemonless", "buildctl-daemonless.sh")
+	d, err := os.ReadFile(daemonless)
+	if err != nil {
+		t.Fatalf("BuildKit's buildctl-daemonless.sh (the Go module's copy): %v", err)
+	}
+	bk.file("usr/bin/buildctl-daemonless.sh", 0o755, d)
+	bk.ownedDir("run/user/1000", 1000) // XDG_RUNTIME_DIR (mmdebstrap leaves /run empty)
+	mustPush("kmm-test/buildkit", "rootless", image{layers: []*layer{tarLayer(filepath.Join(images, "builder.tar")), bk},
+		user:       "1000:1000",
+		entrypoint: []string{"rootlesskit", "buildkitd"},
+		env: []string{"HOME=/home/user", "USER=user", "XDG_RUNTIME_DIR=/run/user/1000", "TMPDIR=/home/user/.local/tmp",
+			"BUILDKIT_HOST=unix:///run/user/1000/buildkit/buildkitd.sock"}})
+	// go-containerregistry's crane debug image, rebuilt: crane at /ko-app, a shell at /busybox/sh.
+	cr := newLayer()
+	if err := cr.hostFile("ko-app/crane", tool(t, "crane-"+craneVersion)); err != nil {
+		t.Fatal(err)
+	}
+	cr.symlink("busybox/sh", "/bin/busybox")
+	mustPush("kmm-test/crane", "debug", image{layers: []*layer{base, cr}, entrypoint: []string{"/ko-app/crane"},
+		env: []string{"PATH=/ko-app:/busybox:/usr/sbin:/usr/bin:/sbin:/bin"}})
+	// The build's base image: Debian with make, gcc, kmod and the kernel's headers.
+	mustPush("kmm-test/debian-build", "bookworm", image{layers: []*layer{tarLayer(filepath.Join(images, "build-base-"+kernel+".tar"))}, cmd: []string{"/bin/sh"}})
 	dp := newLayer()
 	if err := dp.hostFile("usr/local/bin/kmm-device-plugin", tool(t, "kmm-device-plugin-v1.37.2")); err != nil {
 		t.Fatal(err)
@@ -428,7 +465,7 @@ func modules(t *testing.T, v *vm) map[string]string {
 	return m
 }
 
-func installAndCheck(t *testing.T, c *localcluster.Cluster, v *vm, helm int, guestDiag func() string) {
+func installAndCheck(t *testing.T, c *localcluster.Cluster, v *vm, helm int, kernel, hostRegistry string, guestDiag func() string) {
 	ctx := context.Background()
 	kmmRender := filepath.Join(repoRoot, "bin", "kmm-render")
 	values := filepath.Join(repoRoot, "test", "node", "testdata", "values.yaml")
@@ -454,6 +491,8 @@ func installAndCheck(t *testing.T, c *localcluster.Cluster, v *vm, helm int, gue
 	if err := c.EnsureNamespace(ctx, moduleNamespace); err != nil {
 		t.Fatal(err)
 	}
+	// The build ConfigMaps are the user's too (examples/kmod's README: kubectl create configmap).
+	applySources(t, c)
 	out, stderr, err := c.Helm(ctx, helm, args...)
 	if err != nil {
 		t.Fatalf("%v\n%s%s", err, out, stderr)
@@ -512,13 +551,18 @@ func installAndCheck(t *testing.T, c *localcluster.Cluster, v *vm, helm int, gue
 		return false
 	}
 
+	// Helm 3 runs first: its Job builds the image; Helm 4's finds it in the registry.
+	waitForBuild(t, c, v, kernel, "1.0.0", helm == 3, nil, podDiag)
+	var loader corev1.Pod
 	waitFor(t, 6*time.Minute, "the loader pod on "+nodeName+" to be Running and Ready", func() (bool, error) {
 		ps, err := podsOnNode("loader")
 		if err != nil || len(ps) != 1 {
 			return false, err
 		}
+		loader = ps[0]
 		return ready(ps[0]), nil
 	}, podDiag)
+	checkPulled(t, hostRegistry, loader, kernel, "1.0.0")
 	mods := modules(t, v)
 	for _, m := range []string{"kmm_a", "kmm_b"} {
 		if _, ok := mods[m]; !ok {
@@ -567,7 +611,7 @@ func installAndCheck(t *testing.T, c *localcluster.Cluster, v *vm, helm int, gue
 		}
 		return p.Spec.NodeName == nodeName && p.Status.Phase == corev1.PodRunning, nil
 	}, podDiag)
-	upgradeModule(t, c, v, helm, values, post, ready, podsOnNode, podDiag)
+	upgradeModule(t, c, v, helm, kernel, hostRegistry, values, post, ready, podsOnNode, podDiag)
 
 	out, stderr, err = c.Helm(ctx, helm, "uninstall", release, "-n", releaseNS, "--wait", "--timeout", "5m")
 	if err != nil {
@@ -590,7 +634,7 @@ func installAndCheck(t *testing.T, c *localcluster.Cluster, v *vm, helm int, gue
 // real node, restarted by its new configuration, holding its Lease) must evict the workload that uses the module's resource (the policy's drain), delete
 // the 1.0.0 loader on the real node (which unloads kmm_a and kmm_b), the new loader must load
 // 2.0.0, and the device plugin must come back with its resource.
-func upgradeModule(t *testing.T, c *localcluster.Cluster, v *vm, helm int, values string, post []string,
+func upgradeModule(t *testing.T, c *localcluster.Cluster, v *vm, helm int, kernel, hostRegistry string, values string, post []string,
 	ready func(corev1.Pod) bool, podsOnNode func(string) ([]corev1.Pod, error), podDiag func() string) {
 	t.Helper()
 	ctx := context.Background()
@@ -616,6 +660,20 @@ func upgradeModule(t *testing.T, c *localcluster.Cluster, v *vm, helm int, value
 	// The chart's controller (the same pod: the upgrade changes no configuration of it) does
 	// the upgrade below, still on the real node and holding its Lease.
 	ctrl = upgradeController(t, c, v, podDiag)
+	// While the 2.0.0 image builds, the controller leaves the node alone: 1.0.0 stays loaded,
+	// the node schedulable, the workload running. (The node is read before the Job: a cordon
+	// seen while the Job still runs was made before the build was done.)
+	waitForBuild(t, c, v, kernel, "2.0.0", helm == 3, func() {
+		n, err := c.Client.CoreV1().Nodes().Get(ctx, nodeName, metav1.GetOptions{})
+		if err == nil && n.Spec.Unschedulable {
+			jobs, _ := buildJobs(ctx, c)
+			if j, ok := jobs[moduleImage(kernel, "2.0.0")]; ok {
+				if done, _ := jobDone(j); !done {
+					t.Fatalf("the upgrade controller cordoned %s while the 2.0.0 image was still being built (Job %s)\n%s", nodeName, j.Name, podDiag())
+				}
+			}
+		}
+	}, podDiag)
 	waitFor(t, 3*time.Minute, "the upgrade controller to evict the workload (app=kmm-work) from "+nodeName, func() (bool, error) {
 		_, err := c.Client.CoreV1().Pods(moduleNamespace).Get(ctx, "workload", metav1.GetOptions{})
 		return apierrors.IsNotFound(err), nil
@@ -631,6 +689,9 @@ func upgradeModule(t *testing.T, c *localcluster.Cluster, v *vm, helm int, value
 	mods := modules(t, v)
 	if _, ok := mods["kmm_b"]; !ok {
 		t.Errorf("kmm_b is not loaded after the upgrade: %v", mods)
+	}
+	if ps, err := podsOnNode("loader"); err == nil && len(ps) == 1 {
+		checkPulled(t, hostRegistry, ps[0], kernel, "2.0.0")
 	}
 	params := v.mustRun(t, "cat /sys/module/kmm_a/parameters/answer /sys/module/kmm_a/parameters/greeting")
 	if params != "42\nhi\n" {

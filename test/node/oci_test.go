@@ -16,6 +16,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -27,7 +28,12 @@ import (
 // implied by the files' paths.
 type layer struct {
 	files map[string]layerFile
+	// tarFile, when set, is the whole layer: a tar file on the host (hack/node-images.sh's).
+	tarFile string
 }
+
+// tarLayer is the layer of the tar file at path, as it is.
+func tarLayer(path string) *layer { return &layer{tarFile: path} }
 
 type layerFile struct {
 	mode    int64
@@ -35,6 +41,7 @@ type layerFile struct {
 	link    string // a symbolic link's target
 	dir     bool
 	modTime time.Time
+	uid     int // owner and group
 }
 
 func newLayer() *layer { return &layer{files: map[string]layerFile{}} }
@@ -48,6 +55,11 @@ func (l *layer) file(p string, mode int64, data []byte) {
 func (l *layer) symlink(p, target string) { l.files[clean(p)] = layerFile{mode: 0o777, link: target} }
 
 func (l *layer) dir(p string) { l.files[clean(p)] = layerFile{mode: 0o755, dir: true} }
+
+// ownedDir is the folder p owned by uid and its group uid, mode 0700.
+func (l *layer) ownedDir(p string, uid int) {
+	l.files[clean(p)] = layerFile{mode: 0o700, dir: true, uid: uid}
+}
 
 // hostFile copies the host file src to p, keeping its permissions.
 func (l *layer) hostFile(p, src string) error {
@@ -112,6 +124,13 @@ func (l *layer) binary(p, prog string) error {
 // owners (root), and returns it with the digest of the uncompressed tar (the image config's
 // diff_id).
 func (l *layer) tarGz() (blob []byte, diffID string, err error) {
+	if l.tarFile != "" {
+		raw, err := os.ReadFile(l.tarFile)
+		if err != nil {
+			return nil, "", err
+		}
+		return gz(raw)
+	}
 	all := map[string]layerFile{}
 	for p, f := range l.files {
 		all[p] = f
@@ -131,7 +150,7 @@ func (l *layer) tarGz() (blob []byte, diffID string, err error) {
 	epoch := time.Unix(1700000000, 0)
 	for _, p := range names {
 		f := all[p]
-		h := &tar.Header{Name: p, Mode: f.mode, ModTime: epoch, Format: tar.FormatPAX}
+		h := &tar.Header{Name: p, Mode: f.mode, ModTime: epoch, Format: tar.FormatPAX, Uid: f.uid, Gid: f.uid}
 		switch {
 		case f.dir:
 			h.Typeflag, h.Name = tar.TypeDir, p+"/"
@@ -152,16 +171,21 @@ func (l *layer) tarGz() (blob []byte, diffID string, err error) {
 	if err := tw.Close(); err != nil {
 		return nil, "", err
 	}
-	sum := sha256.Sum256(raw.Bytes())
-	var gz bytes.Buffer
-	zw, _ := gzip.NewWriterLevel(&gz, gzip.BestSpeed)
-	if _, err := zw.Write(raw.Bytes()); err != nil {
+	return gz(raw.Bytes())
+}
+
+// gz compresses the tar raw, and returns it with raw's digest (the diff_id).
+func gz(raw []byte) (blob []byte, diffID string, err error) {
+	sum := sha256.Sum256(raw)
+	var out bytes.Buffer
+	zw, _ := gzip.NewWriterLevel(&out, gzip.BestSpeed)
+	if _, err := zw.Write(raw); err != nil {
 		return nil, "", err
 	}
 	if err := zw.Close(); err != nil {
 		return nil, "", err
 	}
-	return gz.Bytes(), "sha256:" + hex.EncodeToString(sum[:]), nil
+	return out.Bytes(), "sha256:" + hex.EncodeToString(sum[:]), nil
 }
 
 // image is an OCI image to push: its layers, bottom first, and its process.
@@ -170,6 +194,7 @@ type image struct {
 	entrypoint []string
 	cmd        []string
 	env        []string
+	user       string
 }
 
 func digestOf(b []byte) string {
@@ -199,12 +224,15 @@ func push(ctx context.Context, host, repo, tag string, img image) (string, error
 		layers = append(layers, d)
 		diffIDs = append(diffIDs, diffID)
 	}
-	env := append([]string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}, img.env...)
+	env := img.env
+	if !slices.ContainsFunc(env, func(e string) bool { return strings.HasPrefix(e, "PATH=") }) {
+		env = append([]string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}, env...)
+	}
 	config, err := json.Marshal(map[string]any{
 		"architecture": "amd64",
 		"os":           "linux",
 		"created":      "2023-11-14T22:13:20Z",
-		"config":       map[string]any{"Entrypoint": img.entrypoint, "Cmd": img.cmd, "Env": env},
+		"config":       map[string]any{"Entrypoint": img.entrypoint, "Cmd": img.cmd, "Env": env, "User": img.user},
 		"rootfs":       map[string]any{"type": "layers", "diff_ids": diffIDs},
 	})
 	if err != nil {
