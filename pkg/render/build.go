@@ -32,7 +32,8 @@ type buildParts struct {
 	volumes                 []corev1.Volume
 }
 
-func newBuildParts(m *Module, bp *module.BuildPlan) (p buildParts) {
+func newBuildParts(m *Module, bp *module.BuildPlan) buildParts {
+	var p buildParts
 	add := func(env *[]corev1.EnvVar, name string, values ...string) {
 		if v := strings.Join(values, "\n"); v != "" {
 			*env = append(*env, corev1.EnvVar{Name: name, Value: v})
@@ -46,22 +47,7 @@ func newBuildParts(m *Module, bp *module.BuildPlan) (p buildParts) {
 		add(&p.buildEnv, "KMM_OUTPUT", "registry")
 		add(&p.buildEnv, "KMM_IMAGE", bp.Image)
 	}
-	// The registries a registry build pushes to over plain HTTP or unverified TLS: the image's
-	// (registryTLS) and the unsigned image's (sign.unsignedImageRegistryTLS), once each.
-	var insecure []string
-	addInsecure := func(image string) {
-		if h := module.RegistryHost(image); !slices.Contains(insecure, h) {
-			insecure = append(insecure, h)
-		}
-	}
-	defer func() {
-		if !node {
-			add(&p.buildEnv, "KMM_INSECURE_REGISTRIES", insecure...)
-		}
-	}()
-	if bp.InsecureRegistry && !node {
-		addInsecure(bp.Image)
-	}
+	insecure := insecureRegistries(bp)
 	if b := bp.Build; b != nil {
 		args := make([]string, len(bp.Args))
 		for i, a := range bp.Args {
@@ -89,6 +75,7 @@ func newBuildParts(m *Module, bp *module.BuildPlan) (p buildParts) {
 	}
 	s := bp.Sign
 	if s == nil {
+		add(&p.buildEnv, "KMM_INSECURE_REGISTRIES", insecure...)
 		return p
 	}
 	dir := module.DefaultDirName
@@ -102,9 +89,7 @@ func newBuildParts(m *Module, bp *module.BuildPlan) (p buildParts) {
 	} else {
 		add(signEnv, "KMM_SIGN", "true")
 		add(signEnv, "KMM_UNSIGNED_IMAGE", bp.UnsignedImage)
-		if s.UnsignedImageRegistryTLS.Insecure || s.UnsignedImageRegistryTLS.InsecureSkipTLSVerify {
-			addInsecure(bp.UnsignedImage)
-		}
+		add(signEnv, "KMM_INSECURE_REGISTRIES", insecure...)
 	}
 	add(signEnv, "KMM_DIR_NAME", dir)
 	add(signEnv, "KMM_FILES_TO_SIGN", s.FilesToSign...)
@@ -117,6 +102,28 @@ func newBuildParts(m *Module, bp *module.BuildPlan) (p buildParts) {
 		corev1.VolumeMount{Name: "kmm-sign-key", MountPath: signKeyMountPath, ReadOnly: true},
 		corev1.VolumeMount{Name: "kmm-sign-cert", MountPath: signCrtMountPath, ReadOnly: true})
 	return p
+}
+
+// insecureRegistries are the registries a registry build pushes to over plain HTTP or
+// unverified TLS, once each: the image's (registryTLS) and the unsigned image's
+// (sign.unsignedImageRegistryTLS). Node builds push nothing.
+func insecureRegistries(bp *module.BuildPlan) []string {
+	if bp.Strategy == module.StrategyNode {
+		return nil
+	}
+	var out []string
+	addHost := func(image string) {
+		if h := module.RegistryHost(image); !slices.Contains(out, h) {
+			out = append(out, h)
+		}
+	}
+	if bp.InsecureRegistry {
+		addHost(bp.Image)
+	}
+	if s := bp.Sign; s != nil && (s.UnsignedImageRegistryTLS.Insecure || s.UnsignedImageRegistryTLS.InsecureSkipTLSVerify) {
+		addHost(bp.UnsignedImage)
+	}
+	return out
 }
 
 // expandBuilds makes one build Job per target whose mapping builds or signs, for registry

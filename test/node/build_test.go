@@ -3,9 +3,11 @@ package node
 import (
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -19,6 +21,7 @@ import (
 
 	"kmm.dev/kmm/internal/localcluster"
 	"kmm.dev/kmm/pkg/contract"
+	"kmm.dev/kmm/pkg/upgrade"
 )
 
 // The build: the chart's build Job, which kmm-render makes for the real node's kernel only (the
@@ -49,15 +52,15 @@ func applySources(t *testing.T, c *localcluster.Cluster) {
 	}
 }
 
-// buildJob returns the build Jobs of the module in its namespace, by the image they build.
-func buildJobs(ctx context.Context, c *localcluster.Cluster) (map[string]batchv1.Job, error) {
-	jl, err := c.Client.BatchV1().Jobs(moduleNamespace).List(ctx, metav1.ListOptions{
-		LabelSelector: contract.LabelRole + "=" + contract.RoleBuild})
+// buildJobs returns the module's build Jobs (the upgrade controller's list of them), by the
+// image they build.
+func buildJobs(ctx context.Context, c *localcluster.Cluster) (map[string]*batchv1.Job, error) {
+	byName, err := upgrade.ListBuildJobs(ctx, c.Client, moduleNamespace, moduleName)
 	if err != nil {
 		return nil, err
 	}
-	out := map[string]batchv1.Job{}
-	for _, j := range jl.Items {
+	out := map[string]*batchv1.Job{}
+	for _, j := range byName {
 		for _, ct := range j.Spec.Template.Spec.Containers {
 			for _, e := range ct.Env {
 				if e.Name == "KMM_IMAGE" {
@@ -67,21 +70,6 @@ func buildJobs(ctx context.Context, c *localcluster.Cluster) (map[string]batchv1
 		}
 	}
 	return out, nil
-}
-
-func jobDone(j batchv1.Job) (complete, failed bool) {
-	for _, cond := range j.Status.Conditions {
-		if cond.Status != corev1.ConditionTrue {
-			continue
-		}
-		switch cond.Type {
-		case batchv1.JobComplete:
-			complete = true
-		case batchv1.JobFailed:
-			failed = true
-		}
-	}
-	return complete, failed
 }
 
 // jobLogs is the log of each container (init containers first) of the Job's pods, read in the
@@ -116,7 +104,7 @@ func waitForBuild(t *testing.T, c *localcluster.Cluster, v *vm, kernel, version 
 	t.Helper()
 	ctx := context.Background()
 	img := moduleImage(kernel, version)
-	var job batchv1.Job
+	var job *batchv1.Job
 	start := time.Now()
 	waitFor(t, 25*time.Minute, "the chart's build Job of "+img+" to complete on "+nodeName, func() (bool, error) {
 		if during != nil {
@@ -127,19 +115,24 @@ func waitForBuild(t *testing.T, c *localcluster.Cluster, v *vm, kernel, version 
 			return false, err
 		}
 		if len(jobs) != 1 {
-			return false, fmt.Errorf("%d build Jobs, want 1, for the real node's kernel only: %v", len(jobs), keys(jobs))
+			return false, fmt.Errorf("%d build Jobs, want 1, for the real node's kernel only: %v", len(jobs), slices.Sorted(maps.Keys(jobs)))
 		}
 		j, ok := jobs[img]
 		if !ok {
-			return false, fmt.Errorf("no build Job of %s: %v", img, keys(jobs))
+			return false, fmt.Errorf("no build Job of %s: %v", img, slices.Sorted(maps.Keys(jobs)))
 		}
 		job = j
-		complete, failed := jobDone(j)
-		if failed {
+		state := upgrade.JobState(j)
+		if state == upgrade.BuildFailed {
 			t.Fatalf("the build Job %s failed:\n%s\n%s", j.Name, jobLogs(ctx, c, v, j.Name), podDiag())
 		}
-		return complete, nil
-	}, func() string { return jobLogs(ctx, c, v, job.Name) + podDiag() })
+		return state == upgrade.BuildComplete, nil
+	}, func() string {
+		if job == nil {
+			return podDiag()
+		}
+		return jobLogs(ctx, c, v, job.Name) + podDiag()
+	})
 	logs := jobLogs(ctx, c, v, job.Name)
 	t.Logf("build Job %s complete after %s", job.Name, time.Since(start).Round(time.Second))
 	pods, err := c.Client.CoreV1().Pods(moduleNamespace).List(ctx, metav1.ListOptions{LabelSelector: "job-name=" + job.Name})
@@ -161,14 +154,6 @@ func waitForBuild(t *testing.T, c *localcluster.Cluster, v *vm, kernel, version 
 		t.Errorf("the build Job's log does not say that %s exists already:\n%s", img, logs)
 	}
 	return logs
-}
-
-func keys(m map[string]batchv1.Job) []string {
-	var out []string
-	for k := range m {
-		out = append(out, k)
-	}
-	return out
 }
 
 // checkPulled checks that the loader pod runs the module image the build pushed: its image ID

@@ -25,6 +25,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"kmm.dev/kmm/internal/localcluster"
+	"kmm.dev/kmm/pkg/upgrade"
 )
 
 // The versions of the Makefile's BUILDKIT_VERSION, ROOTLESSKIT_VERSION and CRANE_VERSION (the
@@ -668,7 +669,7 @@ func upgradeModule(t *testing.T, c *localcluster.Cluster, v *vm, helm int, kerne
 		if err == nil && n.Spec.Unschedulable {
 			jobs, _ := buildJobs(ctx, c)
 			if j, ok := jobs[moduleImage(kernel, "2.0.0")]; ok {
-				if done, _ := jobDone(j); !done {
+				if upgrade.JobState(j) != upgrade.BuildComplete {
 					t.Fatalf("the upgrade controller cordoned %s while the 2.0.0 image was still being built (Job %s)\n%s", nodeName, j.Name, podDiag())
 				}
 			}
